@@ -196,10 +196,16 @@ def make_audio(spec: FixtureSpec) -> np.ndarray:
 
 
 def write_mp4(path: str | Path, frames: np.ndarray | None, fps: int, audio: np.ndarray | None, sr: int = 16000, rotation: int = 0) -> Path:
-    """Write H.264 video (yuv420p) and/or AAC mono audio to ``path``. ``rotation`` sets the display matrix."""
+    """Write H.264 video (yuv420p) and/or AAC mono audio to ``path``.
+
+    ``frames`` are upright. With ``rotation`` (degrees counter-clockwise), they are stored turned
+    the other way plus a display matrix, as phones do, so a correct reader shows them upright.
+    """
     import av
 
     path = Path(path)
+    if frames is not None and rotation:
+        frames = np.stack([np.rot90(f, k=-int(rotation // 90)) for f in frames])
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format="mp4") as out:
         vs = as_ = None

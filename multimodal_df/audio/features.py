@@ -1,0 +1,63 @@
+"""Audio front end: fixed-length windows over a waveform and a normalised log-mel spectrogram."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def frame_windows(wave: np.ndarray, sample_rate: int, window_s: float, hop_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a mono waveform [T] into windows [W, L] (L = window_s * sample_rate samples).
+
+    Returns the windows and their start times in seconds [W]. A clip shorter than one window is
+    zero-padded to one window; otherwise a last window is aligned to the end so the tail is covered.
+    """
+    length = int(round(window_s * sample_rate))
+    hop = max(1, int(round(hop_s * sample_rate)))
+    wave = np.asarray(wave, dtype=np.float32).reshape(-1)
+    if wave.size <= length:
+        return np.pad(wave, (0, length - wave.size))[None], np.zeros(1)
+    starts = list(range(0, wave.size - length + 1, hop))
+    if starts[-1] + length < wave.size:
+        starts.append(wave.size - length)
+    windows = np.stack([wave[s : s + length] for s in starts])
+    return windows, np.asarray(starts, dtype=np.float64) / sample_rate
+
+
+def num_windows(num_samples: int, sample_rate: int, window_s: float, hop_s: float) -> int:
+    """How many windows :func:`frame_windows` makes for ``num_samples`` samples."""
+    length, hop = int(round(window_s * sample_rate)), max(1, int(round(hop_s * sample_rate)))
+    if num_samples <= length:
+        return 1
+    n = (num_samples - length) // hop + 1
+    return n + int((n - 1) * hop + length < num_samples)
+
+
+class LogMel(nn.Module):
+    """Waveform [B, L] -> log-mel [B, n_mels, frames], standardised per example.
+
+    Per-example standardisation removes overall loudness, which says nothing about authenticity
+    and differs between datasets (a classic shortcut).
+    """
+
+    def __init__(self, sample_rate: int = 16000, n_fft: int = 400, hop_length: int = 160, n_mels: int = 64) -> None:
+        super().__init__()
+        import torchaudio
+
+        self.mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=2.0)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        # The STFT runs in float32 even under autocast: fp16 power spectra underflow.
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            spec = torch.log(self.mel(wave.float()) + 1e-6)
+        mu = spec.mean(dim=(1, 2), keepdim=True)
+        sd = spec.std(dim=(1, 2), keepdim=True)
+        return (spec - mu) / (sd + 1e-5)
+
+
+def frames_for(seconds: float, hop_length: int, sample_rate: int) -> int:
+    """Spectrogram frames covering ``seconds`` of audio."""
+    return int(math.floor(seconds * sample_rate / hop_length)) + 1

@@ -1,0 +1,339 @@
+"""The detector: decode -> faces / waveform -> branch outputs -> fusion -> calibrated P(fake).
+
+A checkpoint is a directory: ``config.json`` (everything needed to rebuild the models, their
+preprocessing, calibration and threshold, the package version and a summary of the training
+data) plus one safetensors file per model. Loading never unpickles anything.
+
+A checkpoint may hold one branch (the output of ``train --stage vision`` or ``--stage audio``)
+or both branches and a fusion model (``--stage fusion``); the same class runs all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .audio.features import frame_windows
+from .audio.model import AudioModel
+from .config import AudioConfig, DecodeConfig, FaceConfig, FusionConfig, VisionConfig, from_dict, to_dict
+from .decode import Clip, decode
+from .errors import CheckpointError, MediaError
+from .weights import load_weights, save_weights
+from .fusion.model import Calibration, FusionInputs, LateFusion
+from .outputs import AudioOutput, Prediction, VisionOutput, per_second_segments
+from .vision.faces import FaceDetector, FaceTrack
+from .vision.model import VisionModel
+
+FORMAT = "multimodal_df/detector"
+FORMAT_VERSION = 1
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but no CUDA GPU is available")
+    return torch.device(device)
+
+
+@dataclass
+class BranchMeta:
+    """What a checkpoint stores about a trained model besides its weights."""
+
+    calibration: Calibration = field(default_factory=Calibration)
+    threshold: float = 0.5
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _meta_json(m: BranchMeta) -> dict[str, Any]:
+    return {"calibration": dataclasses.asdict(m.calibration), "threshold": m.threshold, "metrics": m.metrics}
+
+
+def _meta_from(d: dict[str, Any]) -> BranchMeta:
+    return BranchMeta(Calibration(**d.get("calibration", {})), float(d.get("threshold", 0.5)), dict(d.get("metrics", {})))
+
+
+class Detector:
+    """Runs the whole pipeline on files. Build with :meth:`load` or from trained parts."""
+
+    def __init__(
+        self,
+        decode_cfg: DecodeConfig,
+        face_cfg: FaceConfig,
+        vision: VisionModel | None = None,
+        audio: AudioModel | None = None,
+        fusion: LateFusion | None = None,
+        vision_meta: BranchMeta | None = None,
+        audio_meta: BranchMeta | None = None,
+        fusion_meta: BranchMeta | None = None,
+        fusion_cfg: FusionConfig | None = None,
+        training_data: dict[str, Any] | None = None,
+        device: str | torch.device = "cpu",
+        batch_size: int = 32,
+    ) -> None:
+        if vision is None and audio is None:
+            raise CheckpointError("a detector needs at least one branch model")
+        if vision is not None and audio is not None and fusion is None:
+            raise CheckpointError("a detector with both branches needs a fusion model (run train --stage fusion)")
+        self.decode_cfg, self.face_cfg = decode_cfg, face_cfg
+        self.vision, self.audio, self.fusion = vision, audio, fusion
+        self.vision_meta = vision_meta or BranchMeta()
+        self.audio_meta = audio_meta or BranchMeta()
+        self.fusion_meta = fusion_meta or BranchMeta()
+        self.fusion_cfg = fusion_cfg or FusionConfig()
+        self.training_data = training_data or {}
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        for m in (vision, audio, fusion):
+            if m is not None:
+                m.to(self.device).eval()
+        self.faces = FaceDetector(face_cfg, vision.cfg.input_size if vision is not None else 224, str(self.device))
+
+    # ------------------------------------------------------------------ persistence
+    @property
+    def threshold(self) -> float:
+        if self.fusion is not None:
+            return self.fusion_meta.threshold
+        return (self.vision_meta if self.vision is not None else self.audio_meta).threshold
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json`` and safetensors weights into ``directory`` (created if needed)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        cfg: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "package_version": __version__,
+            "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "decode": to_dict(self.decode_cfg),
+            "faces": to_dict(self.face_cfg),
+            "vision": None,
+            "audio": None,
+            "fusion": None,
+            "threshold": self.threshold,
+            "training_data": self.training_data,
+        }
+        if self.vision is not None:
+            save_weights(self.vision, d / "vision.safetensors")
+            cfg["vision"] = {"config": to_dict(self.vision.cfg), **_meta_json(self.vision_meta)}
+        if self.audio is not None:
+            save_weights(self.audio, d / "audio.safetensors")
+            cfg["audio"] = {"config": to_dict(self.audio.cfg), "sample_rate": self.audio.sample_rate, **self.audio.extra_config(), **_meta_json(self.audio_meta)}
+        if self.fusion is not None:
+            save_weights(self.fusion, d / "fusion.safetensors")
+            cfg["fusion"] = {
+                "config": to_dict(self.fusion_cfg),
+                "method": self.fusion.method,
+                "vision_dim": self.fusion.vision_dim,
+                "audio_dim": self.fusion.audio_dim,
+                **_meta_json(self.fusion_meta),
+            }
+        tmp = d / "config.json.tmp"
+        tmp.write_text(json.dumps(cfg, indent=2, default=_json_default))
+        tmp.replace(d / "config.json")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "auto") -> "Detector":
+        """Rebuild a detector from a checkpoint directory (no network, no pickle)."""
+        d = Path(directory)
+        cfg_path = d / "config.json"
+        if not cfg_path.is_file():
+            raise CheckpointError(f"{d} is not a checkpoint directory (no config.json)")
+        try:
+            cfg = json.loads(cfg_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{cfg_path}: not valid JSON ({exc})") from None
+        if cfg.get("format") != FORMAT:
+            raise CheckpointError(f"{cfg_path}: not a multimodal_df detector checkpoint")
+        if int(cfg.get("format_version", 0)) > FORMAT_VERSION:
+            raise CheckpointError(f"{cfg_path}: written by a newer multimodal_df ({cfg.get('package_version')}); upgrade to load it")
+
+        def weights(name: str) -> str:
+            p = d / f"{name}.safetensors"
+            if not p.is_file():
+                raise CheckpointError(f"{d}: {p.name} is missing")
+            return str(p)
+
+        vision = audio = fusion = None
+        vm = am = fm = None
+        fusion_cfg = None
+        if cfg.get("vision"):
+            vision = VisionModel(from_dict(VisionConfig, cfg["vision"]["config"], "vision.config"))
+            load_weights(vision, weights("vision"))
+            vm = _meta_from(cfg["vision"])
+        if cfg.get("audio"):
+            a = cfg["audio"]
+            audio = AudioModel(from_dict(AudioConfig, a["config"], "audio.config"), int(a.get("sample_rate", 16000)), a.get("wav2vec_hf"))
+            load_weights(audio, weights("audio"))
+            am = _meta_from(a)
+        if cfg.get("fusion"):
+            f = cfg["fusion"]
+            fusion_cfg = from_dict(FusionConfig, f["config"], "fusion.config")
+            fusion = LateFusion(f["method"], int(f["vision_dim"]), int(f["audio_dim"]), fusion_cfg.hidden)
+            load_weights(fusion, weights("fusion"))
+            fm = _meta_from(f)
+        return cls(
+            from_dict(DecodeConfig, cfg.get("decode", {}), "decode"),
+            from_dict(FaceConfig, cfg.get("faces", {}), "faces"),
+            vision,
+            audio,
+            fusion,
+            vm,
+            am,
+            fm,
+            fusion_cfg,
+            cfg.get("training_data", {}),
+            resolve_device(device),
+        )
+
+    # ------------------------------------------------------------------ branches
+    def _autocast(self):  # noqa: ANN202
+        return torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.device.type == "cuda")
+
+    @torch.inference_mode()
+    def vision_output(self, crops: np.ndarray, times: np.ndarray, frames: int) -> VisionOutput | None:
+        """Score face crops uint8 [K, S, S, 3] taken at ``times`` [K]; None when K == 0."""
+        if self.vision is None or len(crops) == 0:
+            return None
+        embs, logits = [], []
+        for i in range(0, len(crops), self.batch_size):
+            x = VisionModel.to_input(crops[i : i + self.batch_size], self.device)
+            with self._autocast():
+                e, lg = self.vision(x)
+            embs.append(e.float().cpu())
+            logits.append(lg.float().cpu())
+        emb, lg = torch.cat(embs), torch.cat(logits)
+        pooled = float(self.vision.pool(lg))
+        cal = self.vision_meta.calibration
+        return VisionOutput(pooled, float(cal(pooled)), emb.mean(0).numpy(), lg.numpy(), cal(lg.numpy()), np.asarray(times, float), frames, len(crops))
+
+    @torch.inference_mode()
+    def audio_output(self, waveform: np.ndarray | None, sample_rate: int = 16000) -> AudioOutput | None:
+        """Score a mono waveform [T] window by window; None without audio."""
+        if self.audio is None or waveform is None or waveform.size == 0:
+            return None
+        if sample_rate != self.audio.sample_rate:
+            raise MediaError(f"audio at {sample_rate} Hz, the model expects {self.audio.sample_rate} Hz")
+        cfg = self.audio.cfg
+        windows, starts = frame_windows(waveform, sample_rate, cfg.window_s, cfg.hop_s)
+        embs, logits = [], []
+        for i in range(0, len(windows), self.batch_size):
+            x = AudioModel.to_input(windows[i : i + self.batch_size], self.device)
+            with self._autocast():
+                e, lg = self.audio(x)
+            embs.append(e.float().cpu())
+            logits.append(lg.float().cpu())
+        emb, lg = torch.cat(embs), torch.cat(logits)
+        pooled = float(lg.mean())
+        cal = self.audio_meta.calibration
+        ends = np.minimum(starts + cfg.window_s, max(waveform.size / sample_rate, cfg.window_s))
+        return AudioOutput(pooled, float(cal(pooled)), emb.mean(0).numpy(), lg.numpy(), cal(lg.numpy()), starts, ends)
+
+    def fusion_inputs(self, outputs: list[tuple[VisionOutput | None, AudioOutput | None]]) -> FusionInputs:
+        """Stack branch outputs of N items into fusion inputs (zeros + flag 0 where missing)."""
+        dv = self.vision.embed_dim if self.vision is not None else 0
+        da = self.audio.embed_dim if self.audio is not None else 0
+        n = len(outputs)
+        x = FusionInputs(np.zeros(n), np.zeros((n, dv)), np.zeros(n), np.zeros(n), np.zeros((n, da)), np.zeros(n))
+        for i, (v, a) in enumerate(outputs):
+            if v is not None:
+                x.v_logit[i], x.v_emb[i], x.v_present[i] = v.logit, v.embedding, 1.0
+            if a is not None:
+                x.a_logit[i], x.a_emb[i], x.a_present[i] = a.logit, a.embedding, 1.0
+        return x
+
+    @torch.inference_mode()
+    def fuse(self, v: VisionOutput | None, a: AudioOutput | None) -> float:
+        """Calibrated P(fake) from whichever branch outputs are present (at least one)."""
+        if v is None and a is None:
+            raise ValueError("nothing to fuse")
+        if self.fusion is None:
+            return v.p_fake if v is not None else a.p_fake  # type: ignore[union-attr]
+        x = self.fusion_inputs([(v, a)])
+        logit = float(self.fusion(*x.tensors(self.device)).float().cpu()[0])
+        return float(self.fusion_meta.calibration(logit))
+
+    # ------------------------------------------------------------------ files
+    def track_faces(self, clip: Clip) -> FaceTrack:
+        """The main face track of a decoded clip."""
+        return self.faces.track(clip.frames, clip.frame_times)
+
+    def analyze_clip(self, clip: Clip, pred: Prediction | None = None) -> Prediction:
+        """Score an already decoded clip. Raises :class:`MediaError` when nothing can be scored."""
+        pred = pred or Prediction(path=clip.info.path)
+        pred.info = clip.info
+        timings = pred.timings
+        v = a = None
+        reasons = []
+        if self.vision is not None and clip.has_video:
+            t = time.perf_counter()
+            track = self.track_faces(clip)
+            timings["faces"] = time.perf_counter() - t
+            if len(track) == 0:
+                reasons.append(f"no face found in {track.num_frames} sampled frame(s)")
+            else:
+                t = time.perf_counter()
+                v = self.vision_output(track.crops, track.times, track.num_frames)
+                timings["vision"] = time.perf_counter() - t
+        elif clip.has_video:
+            reasons.append("this checkpoint has no vision model")
+        else:
+            reasons.append("no video stream" if clip.info.kind == "audio" else "no frames")
+        if self.audio is not None and clip.has_audio:
+            t = time.perf_counter()
+            a = self.audio_output(clip.waveform, clip.sample_rate)
+            timings["audio"] = time.perf_counter() - t
+        elif clip.has_audio:
+            reasons.append("this checkpoint has no audio model")
+        else:
+            reasons.append("no audio track" if clip.info.kind != "image" else "a still image has no audio")
+        if v is None and a is None:
+            raise MediaError("nothing to score: " + "; ".join(reasons))
+        t = time.perf_counter()
+        pred.p_fake = self.fuse(v, a)
+        timings["fusion"] = time.perf_counter() - t
+        pred.threshold = self.threshold
+        pred.label = "fake" if pred.p_fake >= pred.threshold else "real"
+        pred.vision, pred.audio = v, a
+        pred.notes.extend(f"{r}: scored without that modality" for r in reasons)
+        pred.segments = per_second_segments(clip.duration, v, a)
+        return pred
+
+    def analyze(self, path: str | Path) -> Prediction:
+        """Decode and score one file. Never raises for bad input: the reason goes in ``error``."""
+        start = time.perf_counter()
+        pred = Prediction(path=str(path))
+        try:
+            clip = decode(path, self.decode_cfg)
+            pred.timings["decode"] = time.perf_counter() - start
+            self.analyze_clip(clip, pred)
+        except MediaError as exc:
+            pred.error = exc.reason
+        except (MemoryError, RuntimeError, ValueError, OSError) as exc:
+            # An unexpected failure on one file must not end a batch; keep the reason on one line.
+            pred.error = " ".join(f"internal error: {type(exc).__name__}: {exc}".split())[:300]
+            pred.notes.append(traceback.format_exc(limit=3).splitlines()[-1])
+        pred.seconds = time.perf_counter() - start
+        return pred
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

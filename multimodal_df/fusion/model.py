@@ -1,0 +1,206 @@
+"""Late fusion of branch outputs, probability calibration and the decision threshold.
+
+Fusion sees, per item, each branch's raw logit and embedding plus a 0/1 "present" flag; a
+missing modality has zeros and flag 0, so one model serves video+audio, video-only and
+audio-only inputs. Two methods:
+
+* ``stacking``: logistic regression on [vision logit, audio logit, vision present, audio present];
+* ``mlp``: a one-hidden-layer MLP on standardised embeddings, logits and flags.
+
+Both are trained with modality dropout (a present modality is hidden at random), so they
+have seen every missing-modality pattern they will meet.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class FusionInputs:
+    """Branch outputs for N items (numpy). Embedding widths may be 0 when a branch does not exist.
+
+    ``v_logit`` [N], ``v_emb`` [N, Dv], ``v_present`` [N] in {0, 1}; the same for audio.
+    """
+
+    v_logit: np.ndarray
+    v_emb: np.ndarray
+    v_present: np.ndarray
+    a_logit: np.ndarray
+    a_emb: np.ndarray
+    a_present: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.v_logit)
+
+    def subset(self, idx: np.ndarray) -> "FusionInputs":
+        return FusionInputs(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
+
+    @staticmethod
+    def concat(parts: list["FusionInputs"]) -> "FusionInputs":
+        return FusionInputs(*(np.concatenate([getattr(p, f) for p in parts]) for f in FusionInputs.__dataclass_fields__))
+
+    def tensors(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
+        return tuple(torch.as_tensor(np.asarray(getattr(self, f), dtype=np.float32), device=device) for f in self.__dataclass_fields__)
+
+
+class LateFusion(nn.Module):
+    """Branch outputs -> fused logit [B]. ``method`` is ``stacking`` or ``mlp``."""
+
+    def __init__(self, method: str, vision_dim: int, audio_dim: int, hidden: int = 64, dropout: float = 0.1) -> None:
+        super().__init__()
+        if method not in ("stacking", "mlp"):
+            raise ValueError(f"unknown fusion method {method!r}")
+        self.method = method
+        self.vision_dim, self.audio_dim = vision_dim, audio_dim
+        # Standardisation of embeddings, fitted on the fusion training data (saved with the model).
+        self.register_buffer("v_mu", torch.zeros(vision_dim))
+        self.register_buffer("v_sd", torch.ones(vision_dim))
+        self.register_buffer("a_mu", torch.zeros(audio_dim))
+        self.register_buffer("a_sd", torch.ones(audio_dim))
+        if method == "stacking":
+            self.net = nn.Linear(4, 1)
+        else:
+            self.net = nn.Sequential(nn.Linear(vision_dim + audio_dim + 4, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+
+    def fit_scaler(self, x: FusionInputs) -> None:
+        """Set the embedding standardisation from items where each modality is present."""
+        for emb, present, mu, sd in ((x.v_emb, x.v_present, self.v_mu, self.v_sd), (x.a_emb, x.a_present, self.a_mu, self.a_sd)):
+            rows = emb[present > 0.5]
+            if emb.shape[1] and len(rows) > 1:
+                mu.copy_(torch.as_tensor(rows.mean(0), dtype=torch.float32))
+                sd.copy_(torch.as_tensor(rows.std(0) + 1e-4, dtype=torch.float32))
+
+    def forward(
+        self,
+        v_logit: torch.Tensor,
+        v_emb: torch.Tensor,
+        v_present: torch.Tensor,
+        a_logit: torch.Tensor,
+        a_emb: torch.Tensor,
+        a_present: torch.Tensor,
+    ) -> torch.Tensor:
+        vp, ap = v_present.unsqueeze(1), a_present.unsqueeze(1)
+        logits = torch.cat([v_logit.unsqueeze(1) * vp, a_logit.unsqueeze(1) * ap, vp, ap], dim=1)
+        if self.method == "stacking":
+            return self.net(logits).squeeze(-1)
+        ve = (v_emb - self.v_mu) / self.v_sd * vp
+        ae = (a_emb - self.a_mu) / self.a_sd * ap
+        return self.net(torch.cat([ve, ae, logits], dim=1)).squeeze(-1)
+
+
+def _modality_dropout(x: tuple[torch.Tensor, ...], p: float, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    v_logit, v_emb, vp, a_logit, a_emb, ap = x
+    both = (vp > 0.5) & (ap > 0.5)
+    drop = both & (torch.rand(vp.shape, generator=gen) < p)
+    drop_v = drop & (torch.rand(vp.shape, generator=gen) < 0.5)
+    drop_a = drop & ~drop_v
+    return v_logit, v_emb, vp * (~drop_v).float(), a_logit, a_emb, ap * (~drop_a).float()
+
+
+def train_fusion(
+    method: str,
+    x: FusionInputs,
+    y: np.ndarray,
+    *,
+    hidden: int,
+    modality_dropout: float,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    seed: int = 0,
+) -> LateFusion:
+    """Fit a :class:`LateFusion` on all of ``x`` (full batch Adam; the data is one validation set)."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = LateFusion(method, x.v_emb.shape[1], x.a_emb.shape[1], hidden)
+    model.fit_scaler(x)
+    xt = x.tensors()
+    yt = torch.as_tensor(y, dtype=torch.float32)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    loss_fn = nn.BCEWithLogitsLoss()
+    model.train()
+    for _ in range(epochs):
+        opt.zero_grad()
+        loss = loss_fn(model(*_modality_dropout(xt, modality_dropout, gen)), yt)
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def fusion_logits(model: LateFusion, x: FusionInputs) -> np.ndarray:
+    """Fused logits [N] for ``x``."""
+    model.eval()
+    return model(*x.tensors(next(model.parameters()).device)).cpu().numpy()
+
+
+def stratified_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """A fold id in [0, k) per item, balanced per class."""
+    rng = np.random.default_rng(seed)
+    fold = np.zeros(len(y), np.int64)
+    for cls in np.unique(y):
+        idx = np.flatnonzero(y == cls)
+        rng.shuffle(idx)
+        fold[idx] = np.arange(len(idx)) % k
+    return fold
+
+
+@dataclass
+class Calibration:
+    """Maps a logit z to P(fake) = sigmoid(a * z + b). Temperature scaling is b = 0, a = 1 / T."""
+
+    a: float = 1.0
+    b: float = 0.0
+
+    def __call__(self, logit: np.ndarray | float) -> np.ndarray:
+        z = np.asarray(logit, dtype=np.float64) * self.a + self.b
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+
+def fit_calibration(logits: np.ndarray, y: np.ndarray, kind: str = "temperature") -> Calibration:
+    """Fit temperature (``kind='temperature'``) or Platt (``'platt'``) scaling by minimising the NLL."""
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) < 2 or len(np.unique(y)) < 2:
+        return Calibration()
+    z = torch.as_tensor(np.asarray(logits, dtype=np.float64))
+    yt = torch.as_tensor(y)
+    log_a = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=kind == "platt")
+    params = [log_a, b] if kind == "platt" else [log_a]
+    opt = torch.optim.LBFGS(params, lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(z * log_a.exp() + b, yt)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    a = float(log_a.detach().exp())
+    if not math.isfinite(a) or not math.isfinite(float(b.detach())):
+        return Calibration()
+    return Calibration(a, float(b.detach()))
+
+
+def choose_threshold(p: np.ndarray, y: np.ndarray, rule: str = "youden", fixed: float = 0.5) -> float:
+    """Decision threshold on P(fake): ``fixed``, or the point maximising TPR - FPR (Youden's J)."""
+    y = np.asarray(y)
+    if rule == "fixed" or len(np.unique(y)) < 2:
+        return float(fixed)
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thr = roc_curve(y, p)
+    j = tpr - fpr
+    best = int(np.argmax(j))
+    # roc_curve's first threshold is +inf; a threshold strictly inside (0, 1) keeps both labels reachable.
+    t = float(thr[best]) if np.isfinite(thr[best]) else 1.0
+    # Midway between this score and the next lower one generalises better than the score itself.
+    lower = p[p < t]
+    t = (t + float(lower.max())) / 2 if len(lower) else t
+    return float(min(max(t, 1e-6), 1 - 1e-6))

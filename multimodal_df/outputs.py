@@ -1,0 +1,138 @@
+"""Typed results handed from the branches to fusion and from the detector to users."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .decode import MediaInfo
+
+
+@dataclass
+class VisionOutput:
+    """The vision branch on one clip.
+
+    ``logit``: pooled, uncalibrated. ``p_fake``: calibrated for the branch alone.
+    ``embedding`` [D]: mean crop embedding. ``crop_logits``/``crop_p``/``times`` [K]: per face crop.
+    ``frames``: frames searched for a face; ``faces``: frames where the main face was found.
+    """
+
+    logit: float
+    p_fake: float
+    embedding: np.ndarray
+    crop_logits: np.ndarray
+    crop_p: np.ndarray
+    times: np.ndarray
+    frames: int
+    faces: int
+
+
+@dataclass
+class AudioOutput:
+    """The audio branch on one clip.
+
+    ``logit``: mean window logit, uncalibrated; ``p_fake``: calibrated for the branch alone.
+    ``embedding`` [E]: mean window embedding. ``window_*``/``starts``/``ends`` [W]: per window, seconds.
+    """
+
+    logit: float
+    p_fake: float
+    embedding: np.ndarray
+    window_logits: np.ndarray
+    window_p: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+
+    @property
+    def windows(self) -> int:
+        return len(self.window_logits)
+
+
+@dataclass
+class Segment:
+    """Evidence over one stretch of time (seconds): mean P(fake) per modality, None where absent."""
+
+    start: float
+    end: float
+    vision: float | None
+    audio: float | None
+
+
+@dataclass
+class Prediction:
+    """The verdict on one input. ``p_fake`` and ``label`` are None when ``error`` is set."""
+
+    path: str
+    p_fake: float | None = None
+    label: str | None = None
+    threshold: float | None = None
+    vision: VisionOutput | None = None
+    audio: AudioOutput | None = None
+    segments: list[Segment] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+    info: MediaInfo | None = None
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON record (``predict --json``, the REST API)."""
+
+        def r(x: float | None, nd: int = 4) -> float | None:
+            return None if x is None or not math.isfinite(x) else round(float(x), nd)
+
+        vision = None
+        if self.vision is not None:
+            vision = {"p_fake": r(self.vision.p_fake), "frames": self.vision.frames, "faces": self.vision.faces}
+        audio = None
+        if self.audio is not None:
+            audio = {"p_fake": r(self.audio.p_fake), "windows": self.audio.windows}
+        media = None
+        if self.info is not None:
+            media = {
+                "kind": self.info.kind,
+                "duration": r(self.info.duration, 3),
+                "width": self.info.width,
+                "height": self.info.height,
+                "fps": r(self.info.fps, 3),
+                "video_codec": self.info.video_codec,
+                "audio_codec": self.info.audio_codec,
+                "rotation": self.info.rotation,
+                "truncated": self.info.truncated,
+            }
+        return {
+            "path": self.path,
+            "p_fake": r(self.p_fake),
+            "label": self.label,
+            "threshold": r(self.threshold),
+            "modalities": {"vision": vision, "audio": audio},
+            "segments": [{"start": r(s.start, 3), "end": r(s.end, 3), "vision": r(s.vision), "audio": r(s.audio)} for s in self.segments],
+            "error": self.error,
+            "seconds": r(self.seconds, 3),
+            "media": media,
+            "notes": list(self.notes) + (list(self.info.notes) if self.info is not None else []),
+            "timings": {k: r(v, 4) for k, v in self.timings.items()},
+        }
+
+
+def per_second_segments(duration: float, vision: VisionOutput | None, audio: AudioOutput | None, step: float = 1.0) -> list[Segment]:
+    """Average each modality's P(fake) over consecutive ``step``-second bins covering ``duration``."""
+    if duration <= 0:
+        return []
+    n = max(1, int(math.ceil(duration / step - 1e-9)))
+    out = []
+    for i in range(n):
+        a, b = i * step, min((i + 1) * step, duration)
+        v = None
+        if vision is not None and len(vision.times):
+            sel = (vision.times >= a) & (vision.times < b)
+            v = float(vision.crop_p[sel].mean()) if sel.any() else None
+        s = None
+        if audio is not None and audio.windows:
+            sel = (audio.starts < b) & (audio.ends > a)
+            s = float(audio.window_p[sel].mean()) if sel.any() else None
+        out.append(Segment(a, b, v, s))
+    return out

@@ -1,0 +1,438 @@
+"""Train each modality, then fuse.
+
+    python -m multimodal_df.train --stage prepare --config configs/x.yaml --manifest data.csv
+    python -m multimodal_df.train --stage vision  --config configs/x.yaml
+    python -m multimodal_df.train --stage audio   --config configs/x.yaml
+    python -m multimodal_df.train --stage fusion  --config configs/x.yaml
+
+Each branch stage writes a loadable single-branch checkpoint to ``OUT/vision`` or ``OUT/audio``
+(best epoch by validation AUC, calibrated on validation), with ``log.jsonl`` (metrics per epoch)
+and ``last/`` (resume state). The fusion stage reads both, trains fusion on the branches'
+outputs for the validation split (data the branches did not train on) with k-fold
+cross-fitting, calibrates and picks the threshold on the out-of-fold scores, and writes the
+full detector to ``OUT/detector``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import Config, TrainConfig, load_config, parse_override
+from .data import CachedClip, ManifestRow, assign_splits, prepare, read_manifest, summarize
+from .detector import BranchMeta, Detector, resolve_device
+from .errors import CheckpointError, ConfigError
+from .weights import load_weights, save_weights
+from .fusion.model import FusionInputs, choose_threshold, fit_calibration, fusion_logits, stratified_folds, train_fusion
+from .metrics import clean, roc_auc
+from .audio.model import AudioModel, create_audio_model
+from .vision.model import VisionModel, create_vision_model
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def cosine_schedule(total_steps: int, warmup_frac: float) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up, then cosine decay to zero."""
+    warm = max(1, int(round(total_steps * warmup_frac)))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return f
+
+
+# ---------------------------------------------------------------------- datasets
+class CropDataset(torch.utils.data.Dataset):
+    """Face crops with labels; light augmentation (flip, brightness/contrast, shifted crop)."""
+
+    def __init__(self, items: list[tuple[np.ndarray, int]], augment: bool, seed: int) -> None:
+        self.items, self.augment = items, augment
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        crop, label = self.items[i]
+        x = np.asarray(crop, dtype=np.float32) / 255.0
+        if self.augment:
+            rng = self.rng
+            if rng.random() < 0.5:
+                x = x[:, ::-1]
+            s = x.shape[0]
+            pad = max(1, s // 16)
+            dx, dy = rng.integers(-pad, pad + 1, size=2)
+            x = np.roll(x, (int(dy), int(dx)), axis=(0, 1))
+            x = np.clip((x - 0.5) * rng.uniform(0.9, 1.1) + 0.5 + rng.uniform(-0.05, 0.05), 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))), torch.tensor(float(label))
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Audio windows with labels; training jitters each window's start and gain."""
+
+    def __init__(self, waves: list[tuple[np.ndarray, int]], length: int, hop: int, augment: bool, seed: int) -> None:
+        self.length, self.augment = length, augment
+        self.rng = np.random.default_rng(seed)
+        self.waves = waves
+        self.index = []
+        for w_idx, (w, _) in enumerate(waves):
+            n = max(1, (len(w) - length) // hop + 1)
+            self.index.extend((w_idx, k * hop) for k in range(n))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        w_idx, start = self.index[i]
+        wave, label = self.waves[w_idx]
+        if self.augment and len(wave) > self.length:
+            start = int(self.rng.integers(0, len(wave) - self.length + 1))
+        x = np.asarray(wave[start : start + self.length], dtype=np.float32)
+        if len(x) < self.length:
+            x = np.pad(x, (0, self.length - len(x)))
+        if self.augment:
+            x = x * self.rng.uniform(0.5, 1.5)
+        return torch.from_numpy(np.clip(x, -1, 1)), torch.tensor(float(label))
+
+
+# ---------------------------------------------------------------------- generic loop
+def fit(
+    model: nn.Module,
+    train_ds: torch.utils.data.Dataset,
+    evaluate: Callable[[nn.Module], dict[str, float]],
+    tcfg: TrainConfig,
+    run_dir: Path,
+    device: torch.device,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train ``model`` (whose forward returns (embedding, logit)) with BCE; keep the best epoch by val AUC.
+
+    Writes ``run_dir/log.jsonl`` (one JSON object per epoch), ``run_dir/best.safetensors`` and
+    ``run_dir/last/`` (weights + optimizer state for ``resume``). Returns the best epoch's record.
+    """
+    from tqdm import tqdm
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model.to(device)
+    gen = torch.Generator().manual_seed(tcfg.seed)
+    loader = torch.utils.data.DataLoader(train_ds, batch_size=tcfg.batch_size, shuffle=True, drop_last=len(train_ds) > tcfg.batch_size, generator=gen, num_workers=tcfg.num_workers)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    total = max(1, tcfg.epochs * len(loader))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_schedule(total, tcfg.warmup_frac))
+    use_amp = tcfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    loss_fn = nn.BCEWithLogitsLoss()
+    start_epoch, best = 0, {"epoch": -1, "score": -math.inf}
+    last = run_dir / "last"
+    log_path = run_dir / "log.jsonl"
+    if resume and (last / "state.pt").exists():
+        load_weights(model, last / "model.safetensors", device)
+        state = torch.load(last / "state.pt", map_location="cpu", weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch = int(state["epoch"]) + 1
+        best = {"epoch": int(state["best_epoch"]), "score": float(state["best_score"])}
+        print(f"resuming at epoch {start_epoch + 1}/{tcfg.epochs} (best so far: epoch {best['epoch'] + 1})", file=sys.stderr)
+    elif log_path.exists():
+        log_path.unlink()
+
+    for epoch in range(start_epoch, tcfg.epochs):
+        model.train()
+        t0 = time.time()
+        losses = []
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tcfg.epochs}", leave=False, disable=not tcfg.progress)
+        for x, y in bar:
+            x, y = x.to(device, non_blocking=True), y.to(device)
+            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
+                _, logit = model(x)
+                loss = loss_fn(logit.float(), y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if tcfg.grad_clip > 0:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        model.eval()
+        val = evaluate(model)
+        # AUC selects the best epoch; with one class in validation, fall back to lower loss.
+        score = val["auc"] if math.isfinite(val.get("auc", float("nan"))) else -val.get("loss", 0.0)
+        record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None, "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 2), **val}
+        improved = score > best["score"]
+        if improved:
+            best = {"epoch": epoch, "score": score}
+            save_weights(model, run_dir / "best.safetensors")
+        record["best"] = improved
+        with open(log_path, "a") as fh:
+            fh.write(json.dumps(clean(record)) + "\n")
+        print(f"epoch {epoch + 1}/{tcfg.epochs}  loss {record['train_loss']:.4f}  val auc {val.get('auc', float('nan')):.4f}  val loss {val.get('loss', float('nan')):.4f}{'  *' if improved else ''}", file=sys.stderr)
+        last.mkdir(exist_ok=True)
+        save_weights(model, last / "model.safetensors")
+        torch.save(
+            {
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict(),
+                "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "epoch": epoch,
+                "best_epoch": best["epoch"],
+                "best_score": best["score"],
+            },
+            last / "state.pt",
+        )
+    if not (run_dir / "best.safetensors").exists():
+        raise CheckpointError(f"{run_dir}: no epoch finished, nothing to keep")
+    load_weights(model, run_dir / "best.safetensors", device)
+    model.eval()
+    return {"best_epoch": best["epoch"] + 1}
+
+
+def _bce(logits: np.ndarray, y: np.ndarray) -> float:
+    z = torch.as_tensor(logits, dtype=torch.float64)
+    return float(nn.functional.binary_cross_entropy_with_logits(z, torch.as_tensor(y, dtype=torch.float64)))
+
+
+def _finish_branch(det: Detector, which: str, logits: np.ndarray, y: np.ndarray, fusion_rule: tuple[str, float], calib: str) -> BranchMeta:
+    cal = fit_calibration(logits, y, calib)
+    p = cal(logits)
+    thr = choose_threshold(p, y, *fusion_rule)
+    return BranchMeta(cal, thr, clean({"val_auc": roc_auc(y, p), "val_n": int(len(y)), "val_loss": _bce(logits, y)}))
+
+
+# ---------------------------------------------------------------------- stages
+def _load_rows(cfg: Config, manifest: str | None) -> list[ManifestRow]:
+    path = manifest or cfg.manifest
+    if not path:
+        raise ConfigError("no manifest: pass --manifest or set `manifest:` in the config")
+    return assign_splits(read_manifest(path), cfg.train.val_fraction, cfg.train.seed)
+
+
+def _usable(rows: list[ManifestRow], cache: dict[str, CachedClip], split: str, need: str) -> list[tuple[ManifestRow, CachedClip]]:
+    out = []
+    for r in rows:
+        c = cache[r.path]
+        if r.split != split or c.error:
+            continue
+        if need == "vision" and len(c.crops) == 0:
+            continue
+        if need == "audio" and c.waveform is None:
+            continue
+        out.append((r, c))
+    return out
+
+
+def _report_failures(cache: dict[str, CachedClip]) -> None:
+    bad = [(p, c.error) for p, c in cache.items() if c.error]
+    for p, e in bad[:20]:
+        print(f"skipped {p}: {e}", file=sys.stderr)
+    if len(bad) > 20:
+        print(f"... and {len(bad) - 20} more unreadable files", file=sys.stderr)
+
+
+def _subsample(n: int, k: int) -> np.ndarray:
+    return np.arange(n) if n <= k else np.linspace(0, n - 1, k).round().astype(int)
+
+
+def train_vision(cfg: Config, rows: list[ManifestRow], cache: dict[str, CachedClip], out: Path, device: torch.device, resume: bool) -> Path:
+    """Train the face-crop classifier; returns the checkpoint directory."""
+    train = _usable(rows, cache, "train", "vision")
+    valid = _usable(rows, cache, "valid", "vision")
+    if not train or not valid:
+        raise ConfigError(f"vision: need clips with faces in train and valid splits (have {len(train)} and {len(valid)})")
+    items = []
+    for r, c in train:
+        for i in _subsample(len(c.crops), cfg.train.max_crops_per_video):
+            items.append((c.crops[i], r.vision_target))
+    model = create_vision_model(cfg.vision)
+    det = Detector(cfg.decode, cfg.faces, vision=model, device=device, batch_size=cfg.train.batch_size)
+    y_val = np.array([r.vision_target for r, _ in valid])
+
+    def val_logits(m: nn.Module) -> np.ndarray:
+        return np.array([det.vision_output(np.asarray(c.crops), c.crop_times, c.num_frames).logit for _, c in valid])  # type: ignore[union-attr]
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        z = val_logits(m)
+        return {"auc": roc_auc(y_val, z), "loss": _bce(z, y_val)}
+
+    print(f"vision: {len(items)} crops from {len(train)} train clips; {len(valid)} valid clips", file=sys.stderr)
+    best = fit(model, CropDataset(items, cfg.train.augment, cfg.train.seed), evaluate, cfg.train, out, device, resume)
+    det.vision_meta = _finish_branch(det, "vision", val_logits(model), y_val, (cfg.fusion.threshold_rule, cfg.fusion.threshold), cfg.fusion.calibration)
+    det.vision_meta.metrics.update(best)
+    det.training_data = {"manifest": summarize(rows), "stage": "vision", "train_crops": len(items)}
+    return det.save(out)
+
+
+def train_audio(cfg: Config, rows: list[ManifestRow], cache: dict[str, CachedClip], out: Path, device: torch.device, resume: bool) -> Path:
+    """Train the speech classifier; returns the checkpoint directory."""
+    train = _usable(rows, cache, "train", "audio")
+    valid = _usable(rows, cache, "valid", "audio")
+    if not train or not valid:
+        raise ConfigError(f"audio: need clips with audio in train and valid splits (have {len(train)} and {len(valid)})")
+    sr = cfg.decode.sample_rate
+    model = create_audio_model(cfg.audio, sr)
+    det = Detector(cfg.decode, cfg.faces, audio=model, device=device, batch_size=cfg.train.batch_size)
+    length, hop = int(round(cfg.audio.window_s * sr)), int(round(cfg.audio.hop_s * sr))
+    ds = WindowDataset([(c.waveform, r.audio_target) for r, c in train], length, hop, cfg.train.augment, cfg.train.seed)  # type: ignore[misc]
+    y_val = np.array([r.audio_target for r, _ in valid])
+
+    def val_logits(m: nn.Module) -> np.ndarray:
+        return np.array([det.audio_output(c.waveform, sr).logit for _, c in valid])  # type: ignore[union-attr]
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        z = val_logits(m)
+        return {"auc": roc_auc(y_val, z), "loss": _bce(z, y_val)}
+
+    print(f"audio: {len(ds)} windows from {len(train)} train clips; {len(valid)} valid clips", file=sys.stderr)
+    best = fit(model, ds, evaluate, cfg.train, out, device, resume)
+    det.audio_meta = _finish_branch(det, "audio", val_logits(model), y_val, (cfg.fusion.threshold_rule, cfg.fusion.threshold), cfg.fusion.calibration)
+    det.audio_meta.metrics.update(best)
+    det.training_data = {"manifest": summarize(rows), "stage": "audio", "train_windows": len(ds)}
+    return det.save(out)
+
+
+def train_fusion_stage(cfg: Config, rows: list[ManifestRow], cache: dict[str, CachedClip], out: Path, vision_dir: Path | None, audio_dir: Path | None, device: torch.device) -> Path:
+    """Fit fusion on branch outputs for the validation split; returns the detector directory."""
+    vdet = Detector.load(vision_dir, str(device)) if vision_dir else None
+    adet = Detector.load(audio_dir, str(device)) if audio_dir else None
+    if vdet is None and adet is None:
+        raise ConfigError("fusion: no branch checkpoint found (train --stage vision / audio first, or pass --vision-checkpoint / --audio-checkpoint)")
+    vision = vdet.vision if vdet else None
+    audio = adet.audio if adet else None
+    base = Detector(cfg.decode, cfg.faces, vision=vision, audio=audio, fusion=None if (vision is None or audio is None) else _placeholder(vision, audio), device=device)
+    base.vision_meta = vdet.vision_meta if vdet else BranchMeta()
+    base.audio_meta = adet.audio_meta if adet else BranchMeta()
+    valid = [(r, cache[r.path]) for r in rows if r.split == "valid" and not cache[r.path].error]
+    outputs, labels = [], []
+    for r, c in valid:
+        v = base.vision_output(np.asarray(c.crops), c.crop_times, c.num_frames) if len(c.crops) else None
+        a = base.audio_output(c.waveform, cfg.decode.sample_rate)
+        if v is None and a is None:
+            continue
+        outputs.append((v, a))
+        labels.append(r.label)
+    y = np.array(labels)
+    if len(y) < 4 or len(np.unique(y)) < 2:
+        raise ConfigError(f"fusion: need at least 4 validation clips of both classes (have {len(y)})")
+    x = base.fusion_inputs(outputs)
+    fc = cfg.fusion
+    k = int(min(fc.folds, np.bincount(y).min()))
+    folds = stratified_folds(y, max(2, k), cfg.train.seed)
+    kw = dict(hidden=fc.hidden, modality_dropout=fc.modality_dropout, epochs=fc.epochs, lr=fc.lr, weight_decay=fc.weight_decay, seed=cfg.train.seed)
+    results: dict[str, dict[str, Any]] = {}
+    oof: dict[str, np.ndarray] = {}
+    for method in fc.methods:
+        z = np.zeros(len(y))
+        for f in np.unique(folds):
+            tr, te = folds != f, folds == f
+            m = train_fusion(method, x.subset(np.flatnonzero(tr)), y[tr], **kw)  # type: ignore[arg-type]
+            z[te] = fusion_logits(m, x.subset(np.flatnonzero(te)))
+        oof[method] = z
+        results[method] = {"oof_auc": roc_auc(y, z)}
+        print(f"fusion {method}: out-of-fold AUC {results[method]['oof_auc']:.4f} on {len(y)} clips", file=sys.stderr)
+    best = max(fc.methods, key=lambda m: (np.nan_to_num(results[m]["oof_auc"], nan=-1), -fc.methods.index(m)))
+    cal = fit_calibration(oof[best], y, fc.calibration)
+    thr = choose_threshold(cal(oof[best]), y, fc.threshold_rule, fc.threshold)
+    final = train_fusion(best, x, y, **kw)  # type: ignore[arg-type]
+    base.fusion = final.to(device)
+    base.fusion_cfg = fc
+    base.fusion_meta = BranchMeta(cal, thr, clean({"method": best, "methods": results, "oof_n": int(len(y)), "folds": int(len(np.unique(folds)))}))
+    base.training_data = {
+        "manifest": summarize(rows),
+        "stage": "fusion",
+        "vision": vdet.training_data if vdet else None,
+        "audio": adet.training_data if adet else None,
+    }
+    return base.save(out)
+
+
+def _placeholder(vision: VisionModel, audio: AudioModel):  # noqa: ANN202
+    # The constructor insists on fusion when both branches exist; it is replaced once trained.
+    from .fusion.model import LateFusion
+
+    return LateFusion("stacking", vision.embed_dim, audio.embed_dim)
+
+
+# ---------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m multimodal_df.train", description="Train the vision or audio branch, then fusion.")
+    p.add_argument("--stage", required=True, choices=["prepare", "vision", "audio", "fusion", "all"], help="'all' runs prepare, vision, audio, fusion in order")
+    p.add_argument("--config", help="YAML config (see configs/)")
+    p.add_argument("--manifest", help="CSV with path,label[,video_label,audio_label,split,category,group]")
+    p.add_argument("--out", help="run directory (default: the config's out_dir)")
+    p.add_argument("--cache-dir", help="prepared-data cache (default: the config's cache_dir)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--resume", action="store_true", help="continue a branch stage from OUT/<stage>/last")
+    p.add_argument("--vision-checkpoint", help="fusion: vision checkpoint (default OUT/vision)")
+    p.add_argument("--audio-checkpoint", help="fusion: audio checkpoint (default OUT/audio)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. train.epochs=3")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config, dict(parse_override(s) for s in args.set))
+        if args.no_progress:
+            cfg.train.progress = False
+        device = resolve_device(args.device)
+        seed_everything(cfg.train.seed)
+        out = Path(args.out or cfg.out_dir)
+        rows = _load_rows(cfg, args.manifest)
+        cache = prepare(rows, cfg, args.cache_dir or cfg.cache_dir, str(device), cfg.train.progress)
+        _report_failures(cache)
+        stages = ["vision", "audio", "fusion"] if args.stage == "all" else [args.stage]
+        for stage in stages:
+            t0 = time.time()
+            if stage == "prepare":
+                ok = sum(1 for c in cache.values() if not c.error)
+                print(f"prepared {ok}/{len(cache)} files into {args.cache_dir or cfg.cache_dir}", file=sys.stderr)
+                continue
+            seed_everything(cfg.train.seed)
+            if stage == "vision":
+                d = train_vision(cfg, rows, cache, out / "vision", device, args.resume)
+            elif stage == "audio":
+                d = train_audio(cfg, rows, cache, out / "audio", device, args.resume)
+            else:
+                vdir = Path(args.vision_checkpoint) if args.vision_checkpoint else out / "vision"
+                adir = Path(args.audio_checkpoint) if args.audio_checkpoint else out / "audio"
+                d = train_fusion_stage(
+                    cfg, rows, cache, out / "detector", vdir if (vdir / "config.json").exists() else None, adir if (adir / "config.json").exists() else None, device
+                )
+            print(f"{stage}: wrote {d} in {time.time() - t0:.1f} s", file=sys.stderr)
+    except (ConfigError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Face detection (facenet-pytorch MTCNN), tracking of the main face, and square crops.
+
+MTCNN runs batched on a downscaled copy of each frame; boxes and landmarks are mapped back
+to full resolution so crops keep every pixel of the original face.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import FaceConfig
+from ..errors import MediaError
+
+
+@dataclass
+class Detections:
+    """Faces found in one frame, full-resolution pixels.
+
+    ``boxes`` [M, 4] (x1, y1, x2, y2), ``probs`` [M], ``landmarks`` [M, 5, 2] (eyes, nose, mouth corners).
+    """
+
+    boxes: np.ndarray
+    probs: np.ndarray
+    landmarks: np.ndarray
+
+    @staticmethod
+    def empty() -> "Detections":
+        return Detections(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)))
+
+    def __len__(self) -> int:
+        return len(self.probs)
+
+
+@dataclass
+class FaceTrack:
+    """The main face of a clip, one crop per frame in which it was found.
+
+    ``crops`` uint8 RGB [K, S, S, 3]; ``frame_index`` [K] indexes the clip's frames; ``times`` [K]
+    seconds; ``boxes`` [K, 4] and ``landmarks`` [K, 5, 2] in full-resolution pixels; ``probs`` [K].
+    ``num_frames`` is how many frames were searched (frames without the face are not in the track).
+    """
+
+    crops: np.ndarray
+    frame_index: np.ndarray
+    times: np.ndarray
+    boxes: np.ndarray
+    probs: np.ndarray
+    landmarks: np.ndarray
+    num_frames: int
+
+    def __len__(self) -> int:
+        return len(self.frame_index)
+
+    @staticmethod
+    def empty(num_frames: int, size: int) -> "FaceTrack":
+        return FaceTrack(
+            np.zeros((0, size, size, 3), np.uint8), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)), num_frames
+        )
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def square_crop(frame: np.ndarray, box: np.ndarray, margin: float, size: int) -> np.ndarray:
+    """A square crop around ``box`` enlarged by ``margin``, zero-padded at frame edges, resized to ``size``."""
+    import cv2
+
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = max(x2 - x1, y2 - y1) * (1.0 + margin)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    a, b = int(round(cx - side / 2)), int(round(cy - side / 2))
+    s = max(1, int(round(side)))
+    h, w = frame.shape[:2]
+    out = np.zeros((s, s, 3), np.uint8)
+    xa, ya, xb, yb = max(a, 0), max(b, 0), min(a + s, w), min(b + s, h)
+    if xb > xa and yb > ya:
+        out[ya - b : yb - b, xa - a : xb - a] = frame[ya:yb, xa:xb]
+    interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
+    return cv2.resize(out, (size, size), interpolation=interp)
+
+
+_MTCNN_CACHE: dict[tuple, object] = {}
+_MTCNN_LOCK = threading.Lock()
+
+
+def _mtcnn(cfg: FaceConfig, device: str):  # noqa: ANN202
+    key = (cfg.min_face_size, tuple(cfg.thresholds), device)
+    with _MTCNN_LOCK:
+        if key not in _MTCNN_CACHE:
+            try:
+                from facenet_pytorch import MTCNN
+            except ImportError as exc:  # pragma: no cover - an install problem, said plainly
+                raise RuntimeError(
+                    "facenet-pytorch is not installed; run `pip install --no-deps facenet-pytorch==2.6.0`"
+                ) from exc
+            _MTCNN_CACHE[key] = MTCNN(
+                keep_all=True, min_face_size=cfg.min_face_size, thresholds=list(cfg.thresholds), post_process=False, device=device
+            )
+        return _MTCNN_CACHE[key]
+
+
+class FaceDetector:
+    """Detects faces in frames and follows the main one.
+
+    ``crop_size`` is the side of the square crops handed to the vision model, in pixels.
+    """
+
+    def __init__(self, cfg: FaceConfig | None = None, crop_size: int = 224, device: str = "cpu") -> None:
+        self.cfg = cfg or FaceConfig()
+        self.crop_size = crop_size
+        self.device = device
+
+    def detect(self, frames: np.ndarray) -> list[Detections]:
+        """Faces in each frame of uint8 RGB [N, H, W, 3], above ``min_prob``, sorted by confidence."""
+        import cv2
+
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise MediaError(f"expected RGB frames [N, H, W, 3], got shape {tuple(frames.shape)}")
+        n, h, w = frames.shape[:3]
+        scale = min(1.0, self.cfg.detect_max_side / max(h, w))
+        mtcnn = _mtcnn(self.cfg, self.device)
+        out: list[Detections] = []
+        for start in range(0, n, self.cfg.batch_size):
+            batch = frames[start : start + self.cfg.batch_size]
+            if scale < 1.0:
+                size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+                batch = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in batch])
+            # MTCNN's pyramid stops at 12 px: tiny frames have no detectable face.
+            if min(batch.shape[1:3]) < 12:
+                out.extend(Detections.empty() for _ in batch)
+                continue
+            boxes, probs, lms = mtcnn.detect(list(batch), landmarks=True)  # type: ignore[attr-defined]
+            for b, p, lm in zip(boxes, probs, lms):
+                if b is None:
+                    out.append(Detections.empty())
+                    continue
+                # facenet-pytorch returns object arrays when some frames in the batch have no face.
+                b = np.asarray(b, dtype=np.float64).reshape(-1, 4) / scale
+                p = np.asarray(p, dtype=np.float64).reshape(-1)
+                lm = np.asarray(lm, dtype=np.float64).reshape(-1, 5, 2) / scale
+                keep = p >= self.cfg.min_prob
+                order = np.argsort(-p[keep])
+                out.append(Detections(b[keep][order], p[keep][order], lm[keep][order]))
+        return out
+
+    def track(self, frames: np.ndarray | None, times: np.ndarray) -> FaceTrack:
+        """The main face track of a clip: detections linked by IoU; the largest, most confident wins."""
+        if frames is None or len(frames) == 0:
+            return FaceTrack.empty(0, self.crop_size)
+        dets = self.detect(frames)
+        h, w = frames.shape[1:3]
+        tracks: list[list[tuple[int, int]]] = []  # each: [(frame, detection index)]
+        for i, d in enumerate(dets):
+            taken: set[int] = set()
+            for j in range(len(d)):
+                best, best_iou = None, self.cfg.track_iou
+                for t_idx, tr in enumerate(tracks):
+                    if t_idx in taken or tr[-1][0] == i:
+                        continue
+                    fi, dj = tr[-1]
+                    ov = iou(dets[fi].boxes[dj], d.boxes[j])
+                    if ov >= best_iou:
+                        best, best_iou = t_idx, ov
+                if best is None:
+                    tracks.append([(i, j)])
+                    taken.add(len(tracks) - 1)
+                else:
+                    tracks[best].append((i, j))
+                    taken.add(best)
+        if not tracks:
+            return FaceTrack.empty(len(frames), self.crop_size)
+
+        def score(tr: list[tuple[int, int]]) -> float:
+            # Area (as a fraction of the frame) times confidence, summed over the frames it spans.
+            total = 0.0
+            for fi, dj in tr:
+                b = dets[fi].boxes[dj]
+                total += dets[fi].probs[dj] * (b[2] - b[0]) * (b[3] - b[1]) / (h * w)
+            return total
+
+        main = max(tracks, key=score)
+        idx = np.array([fi for fi, _ in main], np.int64)
+        boxes = np.stack([dets[fi].boxes[dj] for fi, dj in main])
+        probs = np.array([dets[fi].probs[dj] for fi, dj in main])
+        lms = np.stack([dets[fi].landmarks[dj] for fi, dj in main])
+        crops = np.stack([square_crop(frames[fi], b, self.cfg.margin, self.crop_size) for fi, b in zip(idx, boxes)])
+        return FaceTrack(crops, idx, np.asarray(times, dtype=np.float64)[idx], boxes, probs, lms, len(frames))
+
+    def faces_in_image(self, image: np.ndarray) -> tuple[Detections, np.ndarray]:
+        """Every face in one RGB image [H, W, 3]: detections and crops [M, S, S, 3]."""
+        d = self.detect(image[None])[0]
+        crops = [square_crop(image, b, self.cfg.margin, self.crop_size) for b in d.boxes]
+        return d, (np.stack(crops) if crops else np.zeros((0, self.crop_size, self.crop_size, 3), np.uint8))
