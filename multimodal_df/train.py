@@ -33,7 +33,7 @@ from .data import CachedClip, ManifestRow, assign_splits, prepare, read_manifest
 from .detector import BranchMeta, Detector, resolve_device
 from .errors import CheckpointError, ConfigError
 from .weights import load_weights, save_weights
-from .fusion.model import FusionInputs, choose_threshold, fit_calibration, fusion_logits, stratified_folds, train_fusion
+from .fusion.model import choose_threshold, fit_calibration, fusion_logits, single_modality_variants, stratified_folds, train_fusion
 from .metrics import clean, roc_auc
 from .audio.model import AudioModel, create_audio_model
 from .vision.model import VisionModel, create_vision_model
@@ -140,7 +140,7 @@ def fit(
     use_amp = tcfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     loss_fn = nn.BCEWithLogitsLoss()
-    start_epoch, best = 0, {"epoch": -1, "score": -math.inf}
+    start_epoch, best = 0, {"epoch": -1, "score": (-math.inf, -math.inf)}
     last = run_dir / "last"
     log_path = run_dir / "log.jsonl"
     if resume and (last / "state.pt").exists():
@@ -152,7 +152,7 @@ def fit(
         gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         start_epoch = int(state["epoch"]) + 1
-        best = {"epoch": int(state["best_epoch"]), "score": float(state["best_score"])}
+        best = {"epoch": int(state["best_epoch"]), "score": tuple(float(v) for v in state["best_score"].tolist())}
         print(f"resuming at epoch {start_epoch + 1}/{tcfg.epochs} (best so far: epoch {best['epoch'] + 1})", file=sys.stderr)
     elif log_path.exists():
         log_path.unlink()
@@ -179,8 +179,10 @@ def fit(
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         model.eval()
         val = evaluate(model)
-        # AUC selects the best epoch; with one class in validation, fall back to lower loss.
-        score = val["auc"] if math.isfinite(val.get("auc", float("nan"))) else -val.get("loss", 0.0)
+        # Higher AUC wins; ties (common once validation is separable) go to the lower loss, which
+        # keeps better-separated scores. With one class in validation only the loss counts.
+        auc = val.get("auc", float("nan"))
+        score = (round(auc, 4) if math.isfinite(auc) else -1.0, -val.get("loss", 0.0))
         record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None, "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 2), **val}
         improved = score > best["score"]
         if improved:
@@ -201,7 +203,7 @@ def fit(
                 "torch_rng": torch.get_rng_state(),
                 "epoch": epoch,
                 "best_epoch": best["epoch"],
-                "best_score": best["score"],
+                "best_score": torch.tensor(best["score"], dtype=torch.float64),
             },
             last / "state.pt",
         )
@@ -327,7 +329,7 @@ def train_fusion_stage(cfg: Config, rows: list[ManifestRow], cache: dict[str, Ca
     base.vision_meta = vdet.vision_meta if vdet else BranchMeta()
     base.audio_meta = adet.audio_meta if adet else BranchMeta()
     valid = [(r, cache[r.path]) for r in rows if r.split == "valid" and not cache[r.path].error]
-    outputs, labels = [], []
+    outputs, labels, lv, la = [], [], [], []
     for r, c in valid:
         v = base.vision_output(np.asarray(c.crops), c.crop_times, c.num_frames) if len(c.crops) else None
         a = base.audio_output(c.waveform, cfg.decode.sample_rate)
@@ -335,7 +337,9 @@ def train_fusion_stage(cfg: Config, rows: list[ManifestRow], cache: dict[str, Ca
             continue
         outputs.append((v, a))
         labels.append(r.label)
-    y = np.array(labels)
+        lv.append(-1 if r.video_label is None else r.video_label)
+        la.append(-1 if r.audio_label is None else r.audio_label)
+    y, y_v, y_a = np.array(labels), np.array(lv), np.array(la)
     if len(y) < 4 or len(np.unique(y)) < 2:
         raise ConfigError(f"fusion: need at least 4 validation clips of both classes (have {len(y)})")
     x = base.fusion_inputs(outputs)
@@ -343,24 +347,32 @@ def train_fusion_stage(cfg: Config, rows: list[ManifestRow], cache: dict[str, Ca
     k = int(min(fc.folds, np.bincount(y).min()))
     folds = stratified_folds(y, max(2, k), cfg.train.seed)
     kw = dict(hidden=fc.hidden, modality_dropout=fc.modality_dropout, epochs=fc.epochs, lr=fc.lr, weight_decay=fc.weight_decay, seed=cfg.train.seed)
+    # Out-of-fold scores for every input pattern (both / vision only / audio only), so the chosen
+    # method, the calibration and the threshold are right for missing modalities too.
     results: dict[str, dict[str, Any]] = {}
-    oof: dict[str, np.ndarray] = {}
+    oof: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    patterns = {0: "as_given", 1: "vision_only", 2: "audio_only"}
     for method in fc.methods:
-        z = np.zeros(len(y))
+        zs, ys, ps = [], [], []
         for f in np.unique(folds):
-            tr, te = folds != f, folds == f
-            m = train_fusion(method, x.subset(np.flatnonzero(tr)), y[tr], **kw)  # type: ignore[arg-type]
-            z[te] = fusion_logits(m, x.subset(np.flatnonzero(te)))
-        oof[method] = z
-        results[method] = {"oof_auc": roc_auc(y, z)}
-        print(f"fusion {method}: out-of-fold AUC {results[method]['oof_auc']:.4f} on {len(y)} clips", file=sys.stderr)
+            tr, te = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+            m = train_fusion(method, x.subset(tr), y[tr], y_v=y_v[tr], y_a=y_a[tr], **kw)  # type: ignore[arg-type]
+            xv, yv_, pv = single_modality_variants(x.subset(te), y[te], y_v[te], y_a[te])
+            zs.append(fusion_logits(m, xv))
+            ys.append(yv_)
+            ps.append(pv)
+        z, yy, pat = np.concatenate(zs), np.concatenate(ys), np.concatenate(ps)
+        oof[method] = (z, yy, pat)
+        results[method] = {"oof_auc": roc_auc(yy, z), **{f"oof_auc_{name}": roc_auc(yy[pat == i], z[pat == i]) for i, name in patterns.items()}}
+        print(f"fusion {method}: out-of-fold AUC {results[method]['oof_auc']:.4f} on {len(yy)} items ({len(y)} clips and their single-modality views)", file=sys.stderr)
     best = max(fc.methods, key=lambda m: (np.nan_to_num(results[m]["oof_auc"], nan=-1), -fc.methods.index(m)))
-    cal = fit_calibration(oof[best], y, fc.calibration)
-    thr = choose_threshold(cal(oof[best]), y, fc.threshold_rule, fc.threshold)
-    final = train_fusion(best, x, y, **kw)  # type: ignore[arg-type]
+    z, yy, _ = oof[best]
+    cal = fit_calibration(z, yy, fc.calibration)
+    thr = choose_threshold(cal(z), yy, fc.threshold_rule, fc.threshold)
+    final = train_fusion(best, x, y, y_v=y_v, y_a=y_a, **kw)  # type: ignore[arg-type]
     base.fusion = final.to(device)
     base.fusion_cfg = fc
-    base.fusion_meta = BranchMeta(cal, thr, clean({"method": best, "methods": results, "oof_n": int(len(y)), "folds": int(len(np.unique(folds)))}))
+    base.fusion_meta = BranchMeta(cal, thr, clean({"method": best, "methods": results, "oof_items": int(len(yy)), "clips": int(len(y)), "folds": int(len(np.unique(folds)))}))
     base.training_data = {
         "manifest": summarize(rows),
         "stage": "fusion",

@@ -94,13 +94,30 @@ class LateFusion(nn.Module):
         return self.net(torch.cat([ve, ae, logits], dim=1)).squeeze(-1)
 
 
-def _modality_dropout(x: tuple[torch.Tensor, ...], p: float, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
-    v_logit, v_emb, vp, a_logit, a_emb, ap = x
-    both = (vp > 0.5) & (ap > 0.5)
-    drop = both & (torch.rand(vp.shape, generator=gen) < p)
-    drop_v = drop & (torch.rand(vp.shape, generator=gen) < 0.5)
-    drop_a = drop & ~drop_v
-    return v_logit, v_emb, vp * (~drop_v).float(), a_logit, a_emb, ap * (~drop_a).float()
+def _known(y_mod: np.ndarray | None, y: np.ndarray) -> np.ndarray:
+    """Per-modality targets where known (>= 0), else the overall label."""
+    if y_mod is None:
+        return np.asarray(y, dtype=np.float32)
+    y_mod = np.asarray(y_mod, dtype=np.float32)
+    return np.where(y_mod >= 0, y_mod, y).astype(np.float32)
+
+
+def single_modality_variants(x: FusionInputs, y: np.ndarray, y_v: np.ndarray | None = None, y_a: np.ndarray | None = None) -> tuple[FusionInputs, np.ndarray, np.ndarray]:
+    """``x`` plus, for items with both modalities, a vision-only and an audio-only copy.
+
+    A hidden modality cannot be what made the file fake, so a vision-only copy is labelled with
+    the video label and an audio-only copy with the audio label (the overall label where those are
+    unknown). Returns inputs, targets and a pattern id per row (0 both/as-is, 1 vision only, 2 audio only).
+    """
+    both = np.flatnonzero((x.v_present > 0.5) & (x.a_present > 0.5))
+    v_only, a_only = x.subset(both), x.subset(both)
+    v_only.a_present = np.zeros(len(both))
+    a_only.v_present = np.zeros(len(both))
+    yv, ya = _known(y_v, y), _known(y_a, y)
+    xs = FusionInputs.concat([x, v_only, a_only])
+    ys = np.concatenate([np.asarray(y, np.float32), yv[both], ya[both]])
+    pattern = np.concatenate([np.zeros(len(x)), np.ones(len(both)), np.full(len(both), 2)]).astype(np.int64)
+    return xs, ys, pattern
 
 
 def train_fusion(
@@ -108,6 +125,8 @@ def train_fusion(
     x: FusionInputs,
     y: np.ndarray,
     *,
+    y_v: np.ndarray | None = None,
+    y_a: np.ndarray | None = None,
     hidden: int,
     modality_dropout: float,
     epochs: int,
@@ -115,19 +134,32 @@ def train_fusion(
     weight_decay: float,
     seed: int = 0,
 ) -> LateFusion:
-    """Fit a :class:`LateFusion` on all of ``x`` (full batch Adam; the data is one validation set)."""
+    """Fit a :class:`LateFusion` on all of ``x`` (full-batch AdamW; the data is one validation set).
+
+    Modality dropout: each step, every item with both modalities is seen with one of them hidden
+    with probability ``modality_dropout``; its target is then the remaining modality's label
+    (``y_v`` / ``y_a``, -1 where unknown, falling back to ``y``).
+    """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = LateFusion(method, x.v_emb.shape[1], x.a_emb.shape[1], hidden)
     model.fit_scaler(x)
-    xt = x.tensors()
+    v_logit, v_emb, vp, a_logit, a_emb, ap = x.tensors()
     yt = torch.as_tensor(y, dtype=torch.float32)
+    yv = torch.as_tensor(_known(y_v, y))
+    ya = torch.as_tensor(_known(y_a, y))
+    both = (vp > 0.5) & (ap > 0.5)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
     model.train()
     for _ in range(epochs):
+        drop = both & (torch.rand(vp.shape, generator=gen) < modality_dropout)
+        drop_v = drop & (torch.rand(vp.shape, generator=gen) < 0.5)
+        drop_a = drop & ~drop_v
+        target = torch.where(drop_v, ya, torch.where(drop_a, yv, yt))
         opt.zero_grad()
-        loss = loss_fn(model(*_modality_dropout(xt, modality_dropout, gen)), yt)
+        out = model(v_logit, v_emb, vp * (~drop_v).float(), a_logit, a_emb, ap * (~drop_a).float())
+        loss = loss_fn(out, target)
         loss.backward()
         opt.step()
     return model.eval()

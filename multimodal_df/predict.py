@@ -1,0 +1,103 @@
+"""Score videos, audio files and face images.
+
+    python -m multimodal_df.predict video.mp4 [more files or folders] [--checkpoint DIR] [--json]
+
+Exit status: 0 when every input was scored, 1 when any failed (the others are still
+reported), 2 for usage errors (bad arguments, no usable checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Iterator, TextIO
+
+from .decode import MEDIA_EXTENSIONS
+from .detector import Detector
+from .errors import CheckpointError
+from .outputs import Prediction
+
+CHECKPOINT_ENV = "MULTIMODAL_DF_CHECKPOINT"
+
+
+def iter_inputs(paths: list[str]) -> Iterator[tuple[str, str | None]]:
+    """Expand folders (recursively, media extensions only, sorted); yield (path, error-or-None)."""
+    for p in paths:
+        if os.path.isdir(p):
+            found = False
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for f in sorted(files):
+                    if Path(f).suffix.lower() in MEDIA_EXTENSIONS:
+                        found = True
+                        yield os.path.join(root, f), None
+            if not found:
+                yield p, "no media files in this folder"
+        else:
+            yield p, None
+
+
+def default_checkpoint() -> str | None:
+    """``$MULTIMODAL_DF_CHECKPOINT``, else the model shipped inside the package, else None."""
+    env = os.environ.get(CHECKPOINT_ENV)
+    if env:
+        return env
+    shipped = Path(__file__).parent / "shipped"
+    return str(shipped) if (shipped / "config.json").is_file() else None
+
+
+def format_line(pred: Prediction) -> str:
+    """One human-readable line per input."""
+    if pred.error:
+        return f"ERROR  {pred.path}: {pred.error}"
+    parts = [f"{pred.label.upper():5s}  P(fake)={pred.p_fake:.3f} (threshold {pred.threshold:.3f})  {pred.path}"]  # type: ignore[union-attr]
+    v, a = pred.vision, pred.audio
+    parts.append(f"vision {v.p_fake:.3f} ({v.faces}/{v.frames} frames with a face)" if v else "vision -")
+    parts.append(f"audio {a.p_fake:.3f} ({a.windows} windows)" if a else "audio -")
+    line = "  ".join(parts) + f"  [{pred.seconds:.1f} s]"
+    notes = list(pred.notes) + (pred.info.notes if pred.info else [])
+    if notes:
+        line += "\n       note: " + "; ".join(notes)
+    return line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m multimodal_df.predict", description="Tell whether videos, voices or face images were made or altered by AI.")
+    p.add_argument("paths", nargs="+", help="files or folders (folders are scanned for media)")
+    p.add_argument("--checkpoint", help=f"detector directory (default: ${CHECKPOINT_ENV}, else the shipped model)")
+    p.add_argument("--json", action="store_true", help="one JSON object per input per line")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    return p
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore")
+    ckpt = args.checkpoint or default_checkpoint()
+    if ckpt is None:
+        print(
+            "error: no checkpoint. Pass --checkpoint DIR (a directory written by `python -m multimodal_df.train`) "
+            f"or set ${CHECKPOINT_ENV}; `bash scripts/demo.sh` trains a small demo model.",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        detector = Detector.load(ckpt, args.device)
+    except (CheckpointError, RuntimeError, ValueError) as exc:
+        print(f"error: cannot load checkpoint {ckpt}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    failed = False
+    for path, err in iter_inputs(args.paths):
+        pred = Prediction(path=path, error=err) if err else detector.analyze(path)
+        failed |= pred.error is not None
+        print(json.dumps(pred.to_json()) if args.json else format_line(pred), file=out, flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
