@@ -152,10 +152,13 @@ def synth_speech(duration: float, sr: int, rng: np.random.Generator) -> np.ndarr
         phase = 2 * np.pi * np.cumsum(f0) / sr
         formants = _VOWELS[rng.integers(len(_VOWELS))] * rng.uniform(0.9, 1.1)
         seg = np.zeros(m, np.float64)
-        for k in range(1, int(4000 / f0_base)):
+        # Harmonics up to 7 kHz with a -3 dB/octave tilt: real voices have energy well above 4 kHz.
+        for k in range(1, int(7000 / f0_base)):
             fk = k * f0_base
-            gain = sum(1.0 / (1.0 + ((fk - F) / (60 + 0.08 * F)) ** 2) for F in formants) / k**0.5
+            gain = (sum(1.0 / (1.0 + ((fk - F) / (60 + 0.08 * F)) ** 2) for F in formants) + 0.02) / k**0.5
             seg += gain * np.sin(k * phase)
+        # Aspiration: a little broadband breath noise in every syllable.
+        seg += np.diff(rng.normal(0, 1, m + 1)) * 0.01
         env = np.sin(np.pi * np.arange(m) / m) ** 0.7
         seg *= env
         if rng.random() < 0.4:  # a fricative onset: high-band noise

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Create .venv and install multimodal_df with everything it needs. Safe to re-run: it reinstalls
+# only when pyproject.toml or this script changed since the last successful run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+# torch/torchvision/torchaudio: a trio proven to work together (see README, "Install").
+TORCH_PINS=${TORCH_PINS:-"torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0"}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($PYTHON --version)" >&2
+  "$PYTHON" -m venv .venv
+fi
+want=$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -d' ' -f1)
+if [ "$(cat .venv/.setup-stamp 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing dependencies (first run: several minutes, about 6 GB with CUDA libraries)" >&2
+  .venv/bin/python -m pip install -q --upgrade pip
+  # shellcheck disable=SC2086
+  .venv/bin/python -m pip install -q $TORCH_PINS
+  .venv/bin/python -m pip install -q -e ".[test]"
+  # facenet-pytorch's metadata pins torch 2.2 and numpy<2; its code runs fine on the stack above.
+  .venv/bin/python -m pip install -q --no-deps facenet-pytorch==2.6.0
+  .venv/bin/python -c "import facenet_pytorch, torchaudio, transformers, av, multimodal_df" >/dev/null
+  echo "$want" > .venv/.setup-stamp
+fi
