@@ -117,7 +117,15 @@ class FusionConfig:
     """Late fusion over branch outputs, trained after the branches."""
 
     methods: list[Literal["stacking", "mlp"]] = field(default_factory=lambda: ["stacking", "mlp"])
-    """Every listed method is trained; the one with the best out-of-fold AUC is kept."""
+    """Every listed method is trained, simplest first; see ``min_gain``."""
+    min_gain: float = 0.02
+    """A later (more complex) method is kept only if its out-of-fold AUC beats the best earlier one
+    by at least this much: on a small validation set, AUC differences below that are noise, and
+    the simpler model extrapolates more safely to inputs unlike the validation data."""
+    mlp_min_clips: int = 200
+    """The embedding MLP is trained and reported on any data, but kept only with at least this many
+    fusion (validation) clips: with fewer, a few hundred inputs per clip overfit whatever the
+    out-of-fold AUC says, and it was seen to call real clips of an unseen frame size fake."""
     hidden: int = 64
     modality_dropout: float = 0.3
     epochs: int = 300
@@ -145,6 +153,8 @@ class TrainConfig:
     val_fraction: float = 0.2
     """Used when the manifest has no ``split`` column: fraction of groups held out for validation."""
     augment: bool = True
+    degrade_prob: float = 0.3
+    """Vision: chance of JPEG re-compression (and, separately, of down/up-scaling) per training crop."""
     max_crops_per_video: int = 32
     grad_clip: float = 1.0
     progress: bool = True

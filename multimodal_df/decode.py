@@ -57,7 +57,7 @@ class MediaInfo:
     height: int | None = None
     fps: float | None = None
     rotation: int = 0
-    """Counter-clockwise degrees applied to upright the frames (from the display matrix)."""
+    """Counter-clockwise degrees (0, 90, 180, 270) applied to upright the frames, from the display matrix."""
     video_codec: str | None = None
     audio_codec: str | None = None
     duration: float | None = None
@@ -135,6 +135,9 @@ def decode(path: str | Path, cfg: DecodeConfig | None = None) -> Clip:
     size = check_file(path, cfg)
     if sniff(path) == "image":
         return _decode_image(Path(path), size, cfg)
+    if Path(path).suffix.lower() in IMAGE_EXTENSIONS:
+        # FFmpeg would pick a demuxer by extension and fail obscurely; the bytes say it is no image.
+        raise MediaError(f"not a valid image: the content of this {Path(path).suffix} file is not JPEG, PNG, GIF, BMP, TIFF or WebP")
     return _decode_av(Path(path), size, cfg)
 
 
@@ -303,7 +306,7 @@ def _read_frames(path: Path, span: float | None, cfg: DecodeConfig, info: MediaI
             if frame.pts is not None and frame.pts == last_pts:
                 continue
             rgb = _upright(frame.to_ndarray(format="rgb24"), frame.rotation or 0)
-            info.rotation = int(frame.rotation or 0)
+            info.rotation = int(round(frame.rotation or 0)) % 360
             kept.append(rgb)
             kept_t.append(max(t, 0.0))
             last_pts = frame.pts

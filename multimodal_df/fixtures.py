@@ -273,22 +273,25 @@ def make_dataset(
 ) -> Path:
     """Write a labelled fixture set and its manifest; returns the manifest path.
 
-    ``splits`` maps split name -> clips per category (default train 8, valid 6, test 6), so
-    every split holds all four FakeAVCeleb-style categories. Each clip is its own group.
+    ``splits`` maps split name -> clips per category (default train 12, valid 6, test 6), so
+    every split holds all four FakeAVCeleb-style categories. Each clip is its own group. Frame
+    sizes vary per clip (128-208 px a side) unless ``width``/``height`` are given, so a model
+    cannot tell real from fake by resolution or sharpness alone.
     """
     out_dir = Path(out_dir)
-    splits = splits or {"train": 8, "valid": 6, "test": 6}
+    splits = splits or {"train": 12, "valid": 6, "test": 6}
     rows = []
     k = 0
     for split, count in splits.items():
         for cat, (vl, al) in CATEGORIES.items():
             for j in range(count if per_category is None else per_category.get(cat, count)):
                 rng = np.random.default_rng([seed, k])
+                size = {"width": int(rng.integers(64, 105)) * 2, "height": int(rng.integers(64, 105)) * 2}
                 spec = FixtureSpec(
                     seed=int(rng.integers(2**31)),
                     vision_artifact=float(rng.uniform(*strength)) if vl else 0.0,
                     audio_artifact=float(rng.uniform(*strength)) if al else 0.0,
-                    **spec_kwargs,  # type: ignore[arg-type]
+                    **{**size, **spec_kwargs},  # type: ignore[arg-type]
                 )
                 name = f"{split}_{cat}_{j:03d}.mp4"
                 make_clip(out_dir / name, spec)

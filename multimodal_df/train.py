@@ -60,10 +60,15 @@ def cosine_schedule(total_steps: int, warmup_frac: float) -> Callable[[int], flo
 
 # ---------------------------------------------------------------------- datasets
 class CropDataset(torch.utils.data.Dataset):
-    """Face crops with labels; light augmentation (flip, brightness/contrast, shifted crop)."""
+    """Face crops with labels.
 
-    def __init__(self, items: list[tuple[np.ndarray, int]], augment: bool, seed: int) -> None:
-        self.items, self.augment = items, augment
+    Augmentation: flip, small shift, brightness/contrast, and, on both classes alike, JPEG
+    re-compression and down/up-scaling, so compression blocks and blur (everyday in real
+    uploads) are not learned as signs of manipulation.
+    """
+
+    def __init__(self, items: list[tuple[np.ndarray, int]], augment: bool, seed: int, degrade_prob: float = 0.3) -> None:
+        self.items, self.augment, self.degrade_prob = items, augment, degrade_prob
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -71,7 +76,10 @@ class CropDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         crop, label = self.items[i]
-        x = np.asarray(crop, dtype=np.float32) / 255.0
+        crop = np.asarray(crop)
+        if self.augment and self.degrade_prob > 0:
+            crop = degrade(crop, self.rng, self.degrade_prob, self.degrade_prob)
+        x = crop.astype(np.float32) / 255.0
         if self.augment:
             rng = self.rng
             if rng.random() < 0.5:
@@ -82,6 +90,22 @@ class CropDataset(torch.utils.data.Dataset):
             x = np.roll(x, (int(dy), int(dx)), axis=(0, 1))
             x = np.clip((x - 0.5) * rng.uniform(0.9, 1.1) + 0.5 + rng.uniform(-0.05, 0.05), 0, 1)
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))), torch.tensor(float(label))
+
+
+def degrade(crop: np.ndarray, rng: np.random.Generator, p_jpeg: float = 0.4, p_rescale: float = 0.3) -> np.ndarray:
+    """Everyday quality loss on a uint8 RGB crop: JPEG at quality 30-95 and/or a 1.2-2.5x down/up-scale."""
+    import cv2
+
+    s = crop.shape[0]
+    if rng.random() < p_rescale:
+        f = rng.uniform(1.2, 2.5)
+        small = cv2.resize(crop, (max(4, int(s / f)), max(4, int(s / f))), interpolation=cv2.INTER_AREA)
+        crop = cv2.resize(small, (s, s), interpolation=cv2.INTER_LINEAR)
+    if rng.random() < p_jpeg:
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(crop[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 96))])
+        if ok:
+            crop = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+    return crop
 
 
 class WindowDataset(torch.utils.data.Dataset):
@@ -282,7 +306,7 @@ def train_vision(cfg: Config, rows: list[ManifestRow], cache: dict[str, CachedCl
         return {"auc": roc_auc(y_val, z), "loss": _bce(z, y_val)}
 
     print(f"vision: {len(items)} crops from {len(train)} train clips; {len(valid)} valid clips", file=sys.stderr)
-    best = fit(model, CropDataset(items, cfg.train.augment, cfg.train.seed), evaluate, cfg.train, out, device, resume)
+    best = fit(model, CropDataset(items, cfg.train.augment, cfg.train.seed, cfg.train.degrade_prob), evaluate, cfg.train, out, device, resume)
     det.vision_meta = _finish_branch(det, "vision", val_logits(model), y_val, (cfg.fusion.threshold_rule, cfg.fusion.threshold), cfg.fusion.calibration)
     det.vision_meta.metrics.update(best)
     det.training_data = {"manifest": summarize(rows), "stage": "vision", "train_crops": len(items)}
@@ -365,7 +389,14 @@ def train_fusion_stage(cfg: Config, rows: list[ManifestRow], cache: dict[str, Ca
         oof[method] = (z, yy, pat)
         results[method] = {"oof_auc": roc_auc(yy, z), **{f"oof_auc_{name}": roc_auc(yy[pat == i], z[pat == i]) for i, name in patterns.items()}}
         print(f"fusion {method}: out-of-fold AUC {results[method]['oof_auc']:.4f} on {len(yy)} items ({len(y)} clips and their single-modality views)", file=sys.stderr)
-    best = max(fc.methods, key=lambda m: (np.nan_to_num(results[m]["oof_auc"], nan=-1), -fc.methods.index(m)))
+    eligible = [m for m in fc.methods if m != "mlp" or len(y) >= fc.mlp_min_clips] or list(fc.methods)
+    best = eligible[0]
+    for m in eligible[1:]:
+        if np.nan_to_num(results[m]["oof_auc"], nan=-1) >= np.nan_to_num(results[best]["oof_auc"], nan=-1) + fc.min_gain:
+            best = m
+    if "mlp" in fc.methods and "mlp" not in eligible:
+        print(f"fusion: mlp not eligible with {len(y)} < {fc.mlp_min_clips} clips (fusion.mlp_min_clips)", file=sys.stderr)
+    print(f"fusion: keeping {best}", file=sys.stderr)
     z, yy, _ = oof[best]
     cal = fit_calibration(z, yy, fc.calibration)
     thr = choose_threshold(cal(z), yy, fc.threshold_rule, fc.threshold)

@@ -25,7 +25,7 @@ def load_weights(module: nn.Module, path: str | Path, device: str | torch.device
     """Load weights written by :func:`save_weights`; every key must match the module exactly."""
     try:
         state = load_file(str(path), device=str(device))
-    except (OSError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # safetensors raises its own SafetensorError for damaged files
         raise CheckpointError(f"{path}: unreadable weights ({' '.join(str(exc).split())[:200]})") from None
     try:
         module.load_state_dict(state, strict=True)

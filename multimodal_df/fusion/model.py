@@ -4,7 +4,8 @@ Fusion sees, per item, each branch's raw logit and embedding plus a 0/1 "present
 missing modality has zeros and flag 0, so one model serves video+audio, video-only and
 audio-only inputs. Two methods:
 
-* ``stacking``: logistic regression on [vision logit, audio logit, vision present, audio present];
+* ``stacking``: logistic regression on the branch logits with separate weights for each
+  presence pattern (both / vision only / audio only) and the presence indicators;
 * ``mlp``: a one-hidden-layer MLP on standardised embeddings, logits and flags.
 
 Both are trained with modality dropout (a present modality is hidden at random), so they
@@ -64,7 +65,7 @@ class LateFusion(nn.Module):
         self.register_buffer("a_mu", torch.zeros(audio_dim))
         self.register_buffer("a_sd", torch.ones(audio_dim))
         if method == "stacking":
-            self.net = nn.Linear(4, 1)
+            self.net = nn.Linear(7, 1)
         else:
             self.net = nn.Sequential(nn.Linear(vision_dim + audio_dim + 4, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
 
@@ -86,9 +87,13 @@ class LateFusion(nn.Module):
         a_present: torch.Tensor,
     ) -> torch.Tensor:
         vp, ap = v_present.unsqueeze(1), a_present.unsqueeze(1)
-        logits = torch.cat([v_logit.unsqueeze(1) * vp, a_logit.unsqueeze(1) * ap, vp, ap], dim=1)
+        v, a = v_logit.unsqueeze(1) * vp, a_logit.unsqueeze(1) * ap
+        both = vp * ap
         if self.method == "stacking":
-            return self.net(logits).squeeze(-1)
+            # A logit's weight may differ when it is the only evidence, so each pattern gets its own.
+            feats = torch.cat([v * both, a * both, v * (1 - ap), a * (1 - vp), vp, ap, both], dim=1)
+            return self.net(feats).squeeze(-1)
+        logits = torch.cat([v, a, vp, ap], dim=1)
         ve = (v_emb - self.v_mu) / self.v_sd * vp
         ae = (a_emb - self.a_mu) / self.a_sd * ap
         return self.net(torch.cat([ve, ae, logits], dim=1)).squeeze(-1)
