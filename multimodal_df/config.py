@@ -53,6 +53,9 @@ class FaceConfig:
     """The square crop's side is the face box's longer side times (1 + margin)."""
     track_iou: float = 0.3
     """Detections in consecutive frames with at least this IoU belong to one track."""
+    track_max_shift: float = 1.0
+    """Failing the IoU test, a detection still joins a track when its centre moved at most this many
+    box sizes and its size changed at most 2x: sampled frames can be a second apart."""
     batch_size: int = 16
 
 

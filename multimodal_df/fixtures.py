@@ -40,7 +40,7 @@ class FixtureSpec:
     duration: float = 2.0
     width: int = 160
     height: int = 160
-    fps: int = 10
+    fps: float = 10
     face: bool = True
     audio: bool = True
     vision_artifact: float = 0.0
@@ -198,7 +198,7 @@ def make_audio(spec: FixtureSpec) -> np.ndarray:
     return audio_artifact(wave, spec.audio_artifact, rng, spec.sample_rate)
 
 
-def write_mp4(path: str | Path, frames: np.ndarray | None, fps: int, audio: np.ndarray | None, sr: int = 16000, rotation: int = 0) -> Path:
+def write_mp4(path: str | Path, frames: np.ndarray | None, fps: float, audio: np.ndarray | None, sr: int = 16000, rotation: int = 0) -> Path:
     """Write H.264 video (yuv420p) and/or AAC mono audio to ``path``.
 
     ``frames`` are upright. With ``rotation`` (degrees counter-clockwise), they are stored turned
@@ -214,7 +214,9 @@ def write_mp4(path: str | Path, frames: np.ndarray | None, fps: int, audio: np.n
         vs = as_ = None
         if frames is not None:
             h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
-            vs = out.add_stream("libx264", rate=fps, options={"crf": "20", "preset": "veryfast"})
+            from fractions import Fraction
+
+            vs = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001), options={"crf": "20", "preset": "veryfast"})
             vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
             if rotation:
                 vs.set_display_rotation(rotation)

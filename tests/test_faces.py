@@ -72,3 +72,23 @@ def test_square_crop_pads_outside_the_frame() -> None:
     crop = square_crop(frame, np.array([-20.0, -20.0, 20.0, 20.0]), 0.0, 40)
     assert crop.shape == (40, 40, 3)
     assert crop[:10, :10].max() == 0 and crop[-5:, -5:].min() == 200
+
+
+def test_sparse_samples_of_a_moving_face_stay_one_track() -> None:
+    # 16 frames over 10 s: the face moves far between samples, but it is one face.
+    from multimodal_df.fixtures import FixtureSpec, render_frames
+
+    frames, _ = render_frames(FixtureSpec(seed=1, duration=10, width=320, height=180, fps=1.6))
+    track = FaceDetector(crop_size=32).track(frames, np.arange(len(frames)) / 1.6)
+    assert len(track) == len(frames) == 16
+
+
+def test_link_score() -> None:
+    from multimodal_df.vision.faces import link_score
+
+    a = np.array([0.0, 0, 100, 100])
+    assert link_score(a, a, 0.3, 1.0) == 1.0
+    shifted = a + np.array([80.0, 0, 80, 0])  # IoU 0.11, centre moved 0.8 box sizes
+    assert 0 < link_score(a, shifted, 0.3, 1.0) < 0.3
+    assert link_score(a, a + np.array([150.0, 0, 150, 0]), 0.3, 1.0) == 0.0
+    assert link_score(a, np.array([0.0, 0, 20, 20]), 0.3, 1.0) == 0.0  # a much smaller face is someone else

@@ -88,6 +88,19 @@ def square_crop(frame: np.ndarray, box: np.ndarray, margin: float, size: int) ->
     return cv2.resize(out, (size, size), interpolation=interp)
 
 
+def link_score(a: np.ndarray, b: np.ndarray, min_iou: float, max_shift: float) -> float:
+    """How well box ``b`` continues box ``a``: IoU when it reaches ``min_iou``; otherwise a score in
+    (0, min_iou) that falls with the centre shift (in box sizes), or 0 when they cannot be one face."""
+    ov = iou(a, b)
+    if ov >= min_iou:
+        return ov
+    size_a, size_b = np.sqrt((a[2] - a[0]) * (a[3] - a[1])), np.sqrt((b[2] - b[0]) * (b[3] - b[1]))
+    if size_a <= 0 or size_b <= 0 or not 0.5 <= size_b / size_a <= 2.0:
+        return 0.0
+    shift = np.hypot((a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2) / ((size_a + size_b) / 2)
+    return float(min_iou * (1 - shift / max_shift) * 0.999) if shift < max_shift else 0.0
+
+
 _MTCNN_CACHE: dict[tuple, object] = {}
 _MTCNN_LOCK = threading.Lock()
 
@@ -153,7 +166,8 @@ class FaceDetector:
         return out
 
     def track(self, frames: np.ndarray | None, times: np.ndarray) -> FaceTrack:
-        """The main face track of a clip: detections linked by IoU; the largest, most confident wins."""
+        """The main face track of a clip: detections linked by IoU (or a small centre shift); the
+        largest, most confident track wins."""
         if frames is None or len(frames) == 0:
             return FaceTrack.empty(0, self.crop_size)
         dets = self.detect(frames)
@@ -162,14 +176,14 @@ class FaceDetector:
         for i, d in enumerate(dets):
             taken: set[int] = set()
             for j in range(len(d)):
-                best, best_iou = None, self.cfg.track_iou
+                best, best_score = None, 0.0
                 for t_idx, tr in enumerate(tracks):
                     if t_idx in taken or tr[-1][0] == i:
                         continue
                     fi, dj = tr[-1]
-                    ov = iou(dets[fi].boxes[dj], d.boxes[j])
-                    if ov >= best_iou:
-                        best, best_iou = t_idx, ov
+                    sc = link_score(dets[fi].boxes[dj], d.boxes[j], self.cfg.track_iou, self.cfg.track_max_shift)
+                    if sc > best_score:
+                        best, best_score = t_idx, sc
                 if best is None:
                     tracks.append([(i, j)])
                     taken.add(len(tracks) - 1)
