@@ -159,6 +159,11 @@ class CachedClip:
     duration: float
     error: str | None = None
 
+    @staticmethod
+    def failed(path: str, crop_size: int, reason: str) -> "CachedClip":
+        """The entry for a file that could not be prepared."""
+        return CachedClip(path, np.zeros((0, crop_size, crop_size, 3), np.uint8), np.zeros(0), np.zeros((0, 4)), np.zeros((0, 5, 2)), 0, None, 0.0, reason)
+
 
 def cache_key(path: str, cfg: Config) -> str:
     """Changes when the file or anything that shapes its prepared data changes."""
@@ -203,12 +208,10 @@ def _read_entry(d: Path) -> CachedClip:
 
 def prepare_one(path: str, cfg: Config, detector: FaceDetector) -> CachedClip:
     """Decode ``path`` and track its main face (no cache involved). Bad files give ``error``, not an exception."""
-    size = cfg.vision.input_size
     try:
         clip = decode(path, cfg.decode)
     except MediaError as exc:
-        e = np.zeros(0)
-        return CachedClip(path, np.zeros((0, size, size, 3), np.uint8), e, np.zeros((0, 4)), np.zeros((0, 5, 2)), 0, None, 0.0, exc.reason)
+        return CachedClip.failed(path, cfg.vision.input_size, exc.reason)
     track = detector.track(clip.frames, clip.frame_times)
     return CachedClip(path, track.crops, track.times, track.boxes, track.landmarks, track.num_frames, clip.waveform, clip.duration)
 
@@ -225,8 +228,7 @@ def prepare(rows: list[ManifestRow], cfg: Config, cache_dir: str | Path, device:
         try:
             key = cache_key(r.path, cfg)
         except OSError as exc:
-            size = cfg.vision.input_size
-            out[r.path] = CachedClip(r.path, np.zeros((0, size, size, 3), np.uint8), np.zeros(0), np.zeros((0, 4)), np.zeros((0, 5, 2)), 0, None, 0.0, f"cannot read: {exc.strerror}")
+            out[r.path] = CachedClip.failed(r.path, cfg.vision.input_size, f"cannot read: {exc.strerror}")
             continue
         d = cache_dir / key
         if not (d / "meta.json").exists():

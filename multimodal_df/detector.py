@@ -202,19 +202,23 @@ class Detector:
     def _autocast(self):  # noqa: ANN202
         return torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.device.type == "cuda")
 
+    def _batched(self, model: torch.nn.Module, to_input, items: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+        """Run ``model`` over ``items`` in batches; returns (embeddings [N, D], logits [N]) on the CPU, float32."""
+        embs, logits = [], []
+        for i in range(0, len(items), self.batch_size):
+            x = to_input(items[i : i + self.batch_size], self.device)
+            with self._autocast():
+                e, lg = model(x)
+            embs.append(e.float().cpu())
+            logits.append(lg.float().cpu())
+        return torch.cat(embs), torch.cat(logits)
+
     @torch.inference_mode()
     def vision_output(self, crops: np.ndarray, times: np.ndarray, frames: int) -> VisionOutput | None:
         """Score face crops uint8 [K, S, S, 3] taken at ``times`` [K]; None when K == 0."""
         if self.vision is None or len(crops) == 0:
             return None
-        embs, logits = [], []
-        for i in range(0, len(crops), self.batch_size):
-            x = VisionModel.to_input(crops[i : i + self.batch_size], self.device)
-            with self._autocast():
-                e, lg = self.vision(x)
-            embs.append(e.float().cpu())
-            logits.append(lg.float().cpu())
-        emb, lg = torch.cat(embs), torch.cat(logits)
+        emb, lg = self._batched(self.vision, VisionModel.to_input, crops)
         pooled = float(self.vision.pool(lg))
         cal = self.vision_meta.calibration
         return VisionOutput(pooled, float(cal(pooled)), emb.mean(0).numpy(), lg.numpy(), cal(lg.numpy()), np.asarray(times, float), frames, len(crops))
@@ -228,14 +232,7 @@ class Detector:
             raise MediaError(f"audio at {sample_rate} Hz, the model expects {self.audio.sample_rate} Hz")
         cfg = self.audio.cfg
         windows, starts = frame_windows(waveform, sample_rate, cfg.window_s, cfg.hop_s)
-        embs, logits = [], []
-        for i in range(0, len(windows), self.batch_size):
-            x = AudioModel.to_input(windows[i : i + self.batch_size], self.device)
-            with self._autocast():
-                e, lg = self.audio(x)
-            embs.append(e.float().cpu())
-            logits.append(lg.float().cpu())
-        emb, lg = torch.cat(embs), torch.cat(logits)
+        emb, lg = self._batched(self.audio, AudioModel.to_input, windows)
         pooled = float(lg.mean())
         cal = self.audio_meta.calibration
         ends = np.minimum(starts + cfg.window_s, max(waveform.size / sample_rate, cfg.window_s))

@@ -178,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
             pred = det.analyze(r.path)
             preds.append(pred)
             fh.write(json.dumps({**pred.to_json(), "label_true": r.label, "category": r.category}) + "\n")
-            print(f"\r{i + 1}/{len(rows)} files", end="", file=sys.stderr)
-    print(file=sys.stderr)
+            if sys.stderr.isatty():
+                print(f"\r{i + 1}/{len(rows)} files", end="", file=sys.stderr)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
     report = build_report(det, rows, preds, args.bootstrap)
     report["checkpoint"] = str(args.checkpoint)
     report["manifest"] = str(args.manifest)
