@@ -267,14 +267,48 @@ class Detector:
         """The main face track of a decoded clip."""
         return self.faces.track(clip.frames, clip.frame_times)
 
-    def analyze_clip(self, clip: Clip, pred: Prediction | None = None) -> Prediction:
-        """Score an already decoded clip. Raises :class:`MediaError` when nothing can be scored."""
+    def image_faces(self, image: np.ndarray, pred: Prediction) -> tuple[VisionOutput | None, FaceTrack]:
+        """Image mode: score every face in ``image`` [H, W, 3]; the verdict follows the most suspicious one.
+
+        With no face found, the whole image is scored as one face crop (datasets of generated faces are
+        often tight crops that leave a detector nothing around the face to find).
+        """
+        import cv2
+
+        d, crops = self.faces.faces_in_image(image)
+        boxes, probs = d.boxes, d.probs
+        if len(crops) == 0:
+            h, w = image.shape[:2]
+            s = self.faces.crop_size
+            crops = cv2.resize(image, (s, s), interpolation=cv2.INTER_AREA if max(h, w) > s else cv2.INTER_LINEAR)[None]
+            boxes, probs = np.array([[0.0, 0.0, w, h]]), np.array([0.0])
+            pred.notes.append("no face detected: the whole image was scored as a face")
+        outs = [self.vision_output(crops[i : i + 1], np.zeros(1), 1) for i in range(len(crops))]
+        pred.faces = [{"box": b.tolist(), "prob": float(p), "p_fake": o.p_fake} for b, p, o in zip(boxes, probs, outs) if o is not None]
+        best = int(np.argmax([o.logit for o in outs]))  # type: ignore[union-attr]
+        v = outs[best]
+        if v is not None:
+            v.frames, v.faces = 1, len(outs)
+        track = FaceTrack(crops, np.zeros(len(crops), np.int64), np.zeros(len(crops)), boxes, probs, np.zeros((len(crops), 5, 2)), 1)
+        order = np.r_[best, np.delete(np.arange(len(crops)), best)]
+        return v, FaceTrack(track.crops[order], track.frame_index[order], track.times[order], track.boxes[order], track.probs[order], track.landmarks[order], 1)
+
+    def analyze_clip(self, clip: Clip, pred: Prediction | None = None) -> tuple[Prediction, FaceTrack | None]:
+        """Score an already decoded clip; returns the prediction and the face track that was scored.
+
+        Raises :class:`MediaError` when nothing can be scored.
+        """
         pred = pred or Prediction(path=clip.info.path)
         pred.info = clip.info
         timings = pred.timings
         v = a = None
+        track = None
         reasons = []
-        if self.vision is not None and clip.has_video:
+        if self.vision is not None and clip.has_video and clip.info.kind == "image":
+            t = time.perf_counter()
+            v, track = self.image_faces(clip.frames[0], pred)  # type: ignore[index]
+            timings["faces"] = timings["vision"] = time.perf_counter() - t
+        elif self.vision is not None and clip.has_video:
             t = time.perf_counter()
             track = self.track_faces(clip)
             timings["faces"] = time.perf_counter() - t
@@ -306,16 +340,21 @@ class Detector:
         pred.vision, pred.audio = v, a
         pred.notes.extend(f"{r}: scored without that modality" for r in reasons)
         pred.segments = per_second_segments(clip.duration, v, a)
-        return pred
+        return pred, track
 
     def analyze(self, path: str | Path) -> Prediction:
         """Decode and score one file. Never raises for bad input: the reason goes in ``error``."""
+        return self.analyze_full(path)[0]
+
+    def analyze_full(self, path: str | Path) -> tuple[Prediction, Clip | None, FaceTrack | None]:
+        """:meth:`analyze`, also returning the decoded clip and face track (for explanations)."""
         start = time.perf_counter()
         pred = Prediction(path=str(path))
+        clip = track = None
         try:
             clip = decode(path, self.decode_cfg)
             pred.timings["decode"] = time.perf_counter() - start
-            self.analyze_clip(clip, pred)
+            _, track = self.analyze_clip(clip, pred)
         except MediaError as exc:
             pred.error = exc.reason
         except (MemoryError, RuntimeError, ValueError, OSError) as exc:
@@ -323,7 +362,7 @@ class Detector:
             pred.error = " ".join(f"internal error: {type(exc).__name__}: {exc}".split())[:300]
             pred.notes.append(traceback.format_exc(limit=3).splitlines()[-1])
         pred.seconds = time.perf_counter() - start
-        return pred
+        return pred, clip, track
 
 
 def _json_default(o: Any) -> Any:

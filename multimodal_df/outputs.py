@@ -77,6 +77,8 @@ class Prediction:
     info: MediaInfo | None = None
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    faces: list[dict[str, Any]] = field(default_factory=list)
+    """Image mode: every face, ``{"box": [x1, y1, x2, y2], "prob": detector confidence, "p_fake": ...}``."""
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON record (``predict --json``, the REST API)."""
@@ -115,6 +117,7 @@ class Prediction:
             "media": media,
             "notes": list(self.notes) + (list(self.info.notes) if self.info is not None else []),
             "timings": {k: r(v, 4) for k, v in self.timings.items()},
+            "faces": [{"box": [round(float(x), 1) for x in f["box"]], "prob": r(f["prob"]), "p_fake": r(f["p_fake"])} for f in self.faces],
         }
 
 

@@ -71,7 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help=f"detector directory (default: ${CHECKPOINT_ENV}, else the shipped model)")
     p.add_argument("--json", action="store_true", help="one JSON object per input per line")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--explain", metavar="OUT_DIR", help="write heat maps, audio evidence, a timeline and report.html per input under OUT_DIR")
     return p
+
+
+def explain_dir(root: Path, path: str, used: set[str]) -> Path:
+    """A distinct, safe folder name per input under ``root``."""
+    import re
+
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).name).strip("._") or "input"
+    name, k = base, 1
+    while name in used:
+        k += 1
+        name = f"{base}_{k}"
+    used.add(name)
+    return root / name
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
@@ -92,10 +106,21 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         print(f"error: cannot load checkpoint {ckpt}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     failed = False
+    used: set[str] = set()
     for path, err in iter_inputs(args.paths):
-        pred = Prediction(path=path, error=err) if err else detector.analyze(path)
+        if err:
+            pred, clip, track = Prediction(path=path, error=err), None, None
+        else:
+            pred, clip, track = detector.analyze_full(path)
+        record = pred.to_json()
+        if args.explain and pred.error is None:
+            from .explain import explain
+
+            report = explain(detector, pred, clip, track).save(explain_dir(Path(args.explain), path, used), pred)
+            record["report"] = str(report)
         failed |= pred.error is not None
-        print(json.dumps(pred.to_json()) if args.json else format_line(pred), file=out, flush=True)
+        line = json.dumps(record) if args.json else format_line(pred) + (f"\n       report: {record['report']}" if "report" in record else "")
+        print(line, file=out, flush=True)
     return 1 if failed else 0
 
 

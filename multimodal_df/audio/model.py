@@ -155,10 +155,11 @@ class AudioModel(nn.Module):
         """Intermediate representations, for explanations: ``logmel`` [B, M, F] when the mel path is on."""
         return {"logmel": self.logmel(wave)} if self.logmel is not None else {}
 
-    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, wave: torch.Tensor, logmel: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``logmel`` [B, M, F], when given, replaces the model's own log-mel (saliency maps need it as a leaf)."""
         parts = []
         if self.mel_cnn is not None and self.logmel is not None:
-            parts.append(self.mel_cnn(self.logmel(wave)))
+            parts.append(self.mel_cnn(self.logmel(wave) if logmel is None else logmel))
         if self.wav2vec is not None:
             parts.append(self.wav2vec(wave))
         emb = self.proj(torch.cat(parts, dim=1).float())
