@@ -65,9 +65,37 @@ def parse_label(value: str | None, where: str, required: bool = True) -> int | N
     return _LABELS[v]
 
 
+def manifest_from_folders(root: str | Path) -> list[ManifestRow]:
+    """Rows from an image (or media) folder tree labelled by folder name.
+
+    Accepts ``ROOT/real`` + ``ROOT/fake`` (split later by hash), and ``ROOT/{train,valid,test}/{real,fake}``
+    (the layout of the "140k real and fake faces" set; ``val`` works for ``valid``). Files are found
+    recursively under each label folder; only media extensions count.
+    """
+    from .decode import MEDIA_EXTENSIONS
+
+    root = Path(root)
+
+    def files(d: Path) -> list[Path]:
+        return sorted(p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS)
+
+    rows: list[ManifestRow] = []
+    split_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name.lower() in _SPLITS]
+    layouts = [(None, root)] if (root / "real").is_dir() or (root / "fake").is_dir() else [(_SPLITS[d.name.lower()], d) for d in split_dirs]
+    for split, base in layouts:
+        for name, label in (("real", 0), ("fake", 1)):
+            if (base / name).is_dir():
+                rows.extend(ManifestRow(str(p.resolve()), label, split=split, group=str(p.resolve())) for p in files(base / name))
+    if not rows:
+        raise ConfigError(f"{root}: no media under real/ and fake/ (or train|valid|test/real|fake) folders")
+    return rows
+
+
 def read_manifest(path: str | Path) -> list[ManifestRow]:
-    """Read and check a manifest CSV; paths come back absolute."""
+    """Read and check a manifest CSV, or label a folder tree (:func:`manifest_from_folders`); paths come back absolute."""
     path = Path(path)
+    if path.is_dir():
+        return manifest_from_folders(path)
     if not path.is_file():
         raise ConfigError(f"manifest not found: {path}")
     rows = []
@@ -213,6 +241,15 @@ def prepare_one(path: str, cfg: Config, detector: FaceDetector) -> CachedClip:
     except MediaError as exc:
         return CachedClip.failed(path, cfg.vision.input_size, exc.reason)
     track = detector.track(clip.frames, clip.frame_times)
+    if len(track) == 0 and clip.info.kind == "image":
+        # As at prediction time: a tight face crop (common in generated-face sets) is scored whole.
+        import cv2
+
+        img = clip.frames[0]  # type: ignore[index]
+        s = cfg.vision.input_size
+        crop = cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA if max(img.shape[:2]) > s else cv2.INTER_LINEAR)
+        h, w = img.shape[:2]
+        return CachedClip(path, crop[None], np.zeros(1), np.array([[0.0, 0.0, w, h]]), np.zeros((1, 5, 2)), 1, None, 0.0)
     return CachedClip(path, track.crops, track.times, track.boxes, track.landmarks, track.num_frames, clip.waveform, clip.duration)
 
 

@@ -103,6 +103,30 @@ def sniff(path: str | Path) -> Literal["image", "media"]:
     return "media"
 
 
+def sniff_media(head: bytes) -> Literal["image", "video", "audio", "media"] | None:
+    """What the first bytes (at least 12; 200 for MPEG-TS) of a file say it is, or None for non-media.
+
+    Used to refuse uploads that are not media before any decoder sees them. "media" means a container
+    that may hold video or audio (MP4/MOV, Matroska/WebM, MPEG-TS/PS).
+    """
+    for offset, magic in _IMAGE_MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            return "image"
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
+        return "media"
+    if head[:4] == b"RIFF":
+        return {b"WAVE": "audio", b"AVI ": "video"}.get(head[8:12])
+    if head[:4] == b"\x1a\x45\xdf\xa3" or head[:4] == b"\x00\x00\x01\xba" or (len(head) > 188 and head[0] == 0x47 and head[188] == 0x47):
+        return "media"
+    if head[:3] == b"FLV":
+        return "video"
+    if head[:4] in (b"fLaC", b"OggS") or head[:3] == b"ID3" or head[:5] == b"#!AMR" or head[:4] == b"\x30\x26\xb2\x75":
+        return "audio"
+    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # MPEG audio / ADTS AAC frame sync
+        return "audio"
+    return None
+
+
 def check_file(path: str | Path, cfg: DecodeConfig) -> int:
     """Refuse what cannot be a readable media file before any decoder sees it; return its size."""
     p = Path(path)

@@ -96,8 +96,9 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndar
     return np.clip(image * (1 - a) + colour * a, 0, 255).astype(np.uint8)
 
 
-def frame_overlay(frame: np.ndarray, box: np.ndarray, crop_heat: np.ndarray, margin: float, p_fake: float) -> np.ndarray:
-    """The full frame with the crop's heat map pasted back where the crop came from, and the face box."""
+def frame_overlay(frame: np.ndarray, box: np.ndarray, crop_heat: np.ndarray, margin: float, p_fake: float, threshold: float = 0.5) -> np.ndarray:
+    """The full frame with the crop's heat map pasted back where the crop came from, and the face box
+    (red when the crop's P(fake) reaches ``threshold``, green otherwise)."""
     import cv2
 
     out = frame.copy()
@@ -110,7 +111,7 @@ def frame_overlay(frame: np.ndarray, box: np.ndarray, crop_heat: np.ndarray, mar
     xa, ya, xb, yb = max(a, 0), max(b, 0), min(a + s, W), min(b + s, H)
     if xb > xa and yb > ya:
         out[ya:yb, xa:xb] = overlay(frame[ya:yb, xa:xb], heat[ya - b : yb - b, xa - a : xb - a])
-    colour = (220, 40, 40) if p_fake >= 0.5 else (40, 170, 60)
+    colour = (220, 40, 40) if p_fake >= threshold else (40, 170, 60)
     t = max(2, int(round(max(H, W) / 300)))
     cv2.rectangle(out, (int(x1), int(y1)), (int(x2), int(y2)), colour, t)
     cv2.putText(out, f"P(fake) {p_fake:.2f}", (int(x1), max(12, int(y1) - 6)), cv2.FONT_HERSHEY_SIMPLEX, max(0.4, H / 900), colour, max(1, t // 2))
@@ -231,7 +232,7 @@ def explain(det, pred: Prediction, clip, track, top_k: int = 4) -> Explanation: 
             ex.images[f"face_{rank}.png"] = png_bytes(np.concatenate([crop, overlay(crop, cam)], axis=1))
             ex.captions[f"face_{rank}.png"] = f"t = {track.times[k]:.2f} s, P(fake) {v.crop_p[k]:.2f}: face crop and Grad-CAM"
             frame = clip.frames[int(track.frame_index[k])]
-            ex.images[f"frame_{rank}.png"] = png_bytes(frame_overlay(frame, track.boxes[k], cam, det.face_cfg.margin, float(v.crop_p[k])))
+            ex.images[f"frame_{rank}.png"] = png_bytes(frame_overlay(frame, track.boxes[k], cam, det.face_cfg.margin, float(v.crop_p[k]), det.vision_meta.threshold))
             ex.captions[f"frame_{rank}.png"] = f"t = {track.times[k]:.2f} s: the heat map on the full frame"
     a = pred.audio
     if a is not None and det.audio is not None and clip is not None and clip.waveform is not None:
