@@ -15,6 +15,7 @@ wait for it (503 past that), so memory stays bounded under load.
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at runtime.
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -31,6 +32,60 @@ from .errors import CheckpointError
 WEB_DIR = Path(__file__).parent / "web"
 _CHUNK = 1 << 20
 _SUFFIX = {"image": ".img", "video": ".vid", "audio": ".aud", "media": ".media"}
+
+
+class BodyLimit:
+    """ASGI wrapper: counts request-body bytes as they arrive and answers 413 past ``limit``.
+
+    Starlette spools a multipart body to its own temporary file before the endpoint runs, so a
+    check in the endpoint alone would let a chunked upload without Content-Length fill the disk.
+    Past the limit the app is told the client went away (it stops reading), and whatever response
+    it starts is replaced by the 413.
+    """
+
+    def __init__(self, app: Any, limit: int, paths: tuple[str, ...]) -> None:
+        self.app, self.limit, self.paths = app, limit, paths
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        seen, over, sent = 0, False, False
+
+        async def counted() -> dict:
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    over = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def send_413() -> None:
+            nonlocal sent
+            if sent:
+                return
+            sent = True
+            body = json.dumps({"path": "", "p_fake": None, "label": None, "error": f"upload is larger than the {self.limit / 2**20:.0f} MB limit"}).encode()
+            await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+        async def guarded(message: dict) -> None:
+            if over:
+                await send_413()
+            else:
+                await send(message)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not over:
+                raise
+        if over:
+            await send_413()
 
 
 class _Gate:
@@ -63,6 +118,8 @@ def create_app(detector: Detector, max_upload_mb: float = 200.0, max_waiting: in
     limit = int(max_upload_mb * 1024 * 1024)
     gate = _Gate(max_waiting)
     app = FastAPI(title="multimodal_df", version=__version__, description="Tell whether a video, its voice or a face image was made or altered by AI. Every score is P(fake).")
+    # Multipart framing adds a little to the file itself; the endpoint enforces the exact file limit.
+    app.add_middleware(BodyLimit, limit=limit + 64 * 1024, paths=("/v1/predict",))
 
     def error(status: int, reason: str, name: str = "") -> JSONResponse:
         return JSONResponse(status_code=status, content={"path": name, "p_fake": None, "label": None, "error": reason})
