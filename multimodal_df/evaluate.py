@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="evaluate only rows of this split (e.g. test)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the AUC intervals")
+    p.add_argument("--trim-silence", action="store_true", help="also report every AUC with leading/trailing silence cut from the audio (a shortcut check)")
     return p
 
 
@@ -183,13 +184,28 @@ def main(argv: list[str] | None = None) -> int:
     if sys.stderr.isatty():
         print(file=sys.stderr)
     report = build_report(det, rows, preds, args.bootstrap)
+    if args.trim_silence:
+        det.trim_silence = True
+        trimmed = [det.analyze(r.path) for r in rows]
+        det.trim_silence = False
+        report["trim_silence"] = build_report(det, rows, trimmed, args.bootstrap)
     report["checkpoint"] = str(args.checkpoint)
     report["manifest"] = str(args.manifest)
     report["split"] = args.split
     report["seconds"] = round(time.time() - t0, 2)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     plot_roc(preds, rows, out / "roc.png")
-    write_markdown(report, out / "report.md", f"Evaluation of {Path(args.checkpoint).name} on {Path(args.manifest).name}" + (f" ({args.split})" if args.split else ""))
+    title = f"Evaluation of {Path(args.checkpoint).name} on {Path(args.manifest).name}" + (f" ({args.split})" if args.split else "")
+    write_markdown(report, out / "report.md", title)
+    if "trim_silence" in report:
+        extra = out / "report_trimmed.md"
+        write_markdown(report["trim_silence"], extra, title + ", leading/trailing silence removed")
+        text = (out / "report.md").read_text()
+        t = report["trim_silence"]["fused"]
+        (out / "report.md").write_text(
+            text + f"\n## Shortcut check: silence removed\n\nWith leading and trailing silence cut from the audio, fused ROC-AUC is {_fmt(t['auc'])} "
+            f"(was {_fmt(report['fused']['auc'])}). A large drop means the model leaned on silence. Full tables: [report_trimmed.md](report_trimmed.md).\n"
+        )
     f = report["fused"]
     print(f"fused ROC-AUC {_fmt(f['auc'])} (95% CI {_fmt((f['auc_ci95'] or [None])[0])}–{_fmt((f['auc_ci95'] or [None, None])[1])}) on {f['n']} files; report in {out}")
     return 0

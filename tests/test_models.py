@@ -104,3 +104,16 @@ def test_window_framing_covers_the_tail() -> None:
     assert len(w) == num_windows(wave.size, 16000, 1.0, 0.5)
     short, s = frame_windows(np.ones(8000, np.float32), 16000, 1.0, 0.5)
     assert short.shape == (1, 16000) and short[0, 8000:].max() == 0
+
+
+def test_trim_silence_cuts_only_the_edges() -> None:
+    from multimodal_df.audio.features import trim_silence
+
+    sr = 16000
+    speech = (np.sin(np.arange(sr) * 0.05) * 0.5).astype(np.float32)
+    wave = np.concatenate([np.zeros(sr // 2, np.float32), speech, np.zeros(sr // 4, np.float32)])
+    out = trim_silence(wave, sr)
+    assert abs(len(out) - sr) <= 2 * int(0.02 * sr)
+    assert np.abs(out[:320]).max() > 0.01 and np.abs(out[-320:]).max() > 0.01
+    silent = np.zeros(sr, np.float32)
+    assert len(trim_silence(silent, sr)) == sr

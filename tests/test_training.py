@@ -16,8 +16,8 @@ TINY = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
 @pytest.fixture(scope="module")
 def test_report(detector_dir: Path, dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("eval")
-    assert evaluate.main(["--checkpoint", str(detector_dir), "--manifest", str(dataset), "--split", "test", "--out", str(out), "--bootstrap", "200", "--device", "cpu"]) == 0
-    for f in ("report.json", "report.md", "roc.png", "predictions.jsonl"):
+    assert evaluate.main(["--checkpoint", str(detector_dir), "--manifest", str(dataset), "--split", "test", "--out", str(out), "--bootstrap", "200", "--device", "cpu", "--trim-silence"]) == 0
+    for f in ("report.json", "report.md", "roc.png", "predictions.jsonl", "report_trimmed.md"):
         assert (out / f).stat().st_size > 0, f
     return json.loads((out / "report.json").read_text())
 
@@ -29,6 +29,13 @@ def test_held_out_auc_per_branch_and_fused(test_report: dict) -> None:
     assert r["modalities"]["vision"]["on_video_label"]["auc"] > 0.9
     assert r["modalities"]["audio"]["on_audio_label"]["auc"] > 0.9
     assert r["fused"]["accuracy"] >= 0.75
+
+
+def test_trim_silence_report(test_report: dict) -> None:
+    t = test_report["trim_silence"]
+    # The fixtures' fakes carry no silence shortcut, so trimming must not change the verdicts much.
+    assert t["scored"] == 24 and abs(t["fused"]["auc"] - test_report["fused"]["auc"]) < 0.1
+    assert t["modalities"]["audio"]["on_audio_label"]["auc"] > 0.9
 
 
 def test_report_contents(test_report: dict) -> None:

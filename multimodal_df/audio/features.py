@@ -61,3 +61,21 @@ class LogMel(nn.Module):
 def frames_for(seconds: float, hop_length: int, sample_rate: int) -> int:
     """Spectrogram frames covering ``seconds`` of audio."""
     return int(math.floor(seconds * sample_rate / hop_length)) + 1
+
+
+def trim_silence(wave: np.ndarray, sample_rate: int, top_db: float = 40.0, frame_s: float = 0.02) -> np.ndarray:
+    """Drop leading and trailing stretches quieter than ``top_db`` below the loudest 20 ms frame.
+
+    Used to check a known shortcut: in some datasets the fakes start or end with a brief silence
+    that alone separates the classes. Returns the waveform unchanged when it is silent throughout.
+    """
+    wave = np.asarray(wave, dtype=np.float32).reshape(-1)
+    n = max(1, int(round(frame_s * sample_rate)))
+    frames = len(wave) // n
+    if frames < 2:
+        return wave
+    rms = np.sqrt(np.mean(wave[: frames * n].reshape(frames, n) ** 2, axis=1) + 1e-12)
+    loud = np.flatnonzero(rms >= rms.max() * 10 ** (-top_db / 20))
+    if len(loud) == 0 or rms.max() < 1e-5:
+        return wave
+    return wave[loud[0] * n : min(len(wave), (loud[-1] + 1) * n)]
