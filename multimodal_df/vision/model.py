@@ -50,10 +50,15 @@ def _strip_classifier(model: nn.Module) -> int:
 
 
 def build_backbone(arch: str) -> tuple[nn.Module, int]:
-    """A feature extractor by name and its output width. ``tiny_cnn`` or any torchvision classifier."""
+    """A feature extractor by name and its output width: ``tiny_cnn``, ``efficientnet_lite0`` or any torchvision classifier."""
     if arch == "tiny_cnn":
         m = TinyCNN()
         return m, m.out_dim
+    if arch == "efficientnet_lite0":
+        from .efficientnet_lite import EfficientNetLite0
+
+        lite = EfficientNetLite0()
+        return lite, _strip_classifier(lite)
     import torchvision
 
     try:
@@ -105,6 +110,13 @@ class VisionModel(nn.Module):
         never unpickling arbitrary objects). Keys may carry a ``backbone.`` prefix; the classifier
         and any tensor whose shape differs are skipped.
         """
+        from .efficientnet_lite import IMAGENET_WEIGHTS, imagenet_weights_path
+
+        if str(path) == IMAGENET_WEIGHTS:
+            try:
+                path = imagenet_weights_path()
+            except FileNotFoundError as exc:
+                raise CheckpointError(str(exc)) from None
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"pretrained weights not found: {path}")
