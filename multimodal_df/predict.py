@@ -50,6 +50,20 @@ def default_checkpoint() -> str | None:
     return str(shipped) if (shipped / "config.json").is_file() else None
 
 
+def load_detector(checkpoint: str | None, device: str = "auto") -> Detector:
+    """The detector at ``checkpoint`` (default: :func:`default_checkpoint`); CheckpointError says what to do."""
+    ckpt = checkpoint or default_checkpoint()
+    if ckpt is None:
+        raise CheckpointError(
+            "no checkpoint. Pass --checkpoint DIR (a directory written by `python -m multimodal_df.train`) "
+            f"or set ${CHECKPOINT_ENV}; `bash scripts/demo.sh` trains a small demo model."
+        )
+    try:
+        return Detector.load(ckpt, device)
+    except (CheckpointError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"cannot load checkpoint {ckpt}: {' '.join(str(exc).split())}") from None
+
+
 def format_line(pred: Prediction) -> str:
     """One human-readable line per input."""
     if pred.error:
@@ -92,18 +106,10 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore")
-    ckpt = args.checkpoint or default_checkpoint()
-    if ckpt is None:
-        print(
-            "error: no checkpoint. Pass --checkpoint DIR (a directory written by `python -m multimodal_df.train`) "
-            f"or set ${CHECKPOINT_ENV}; `bash scripts/demo.sh` trains a small demo model.",
-            file=sys.stderr,
-        )
-        return 2
     try:
-        detector = Detector.load(ckpt, args.device)
-    except (CheckpointError, RuntimeError, ValueError) as exc:
-        print(f"error: cannot load checkpoint {ckpt}: {' '.join(str(exc).split())}", file=sys.stderr)
+        detector = load_detector(args.checkpoint, args.device)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     failed = False
     used: set[str] = set()

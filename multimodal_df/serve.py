@@ -192,7 +192,7 @@ def _run(detector: Detector, gate: _Gate, path: str, explain: bool) -> dict[str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .predict import default_checkpoint
+    from .predict import default_checkpoint, load_detector
 
     p = argparse.ArgumentParser(prog="python -m multimodal_df.serve", description="Serve the REST API and the web page.")
     p.add_argument("--host", default="127.0.0.1")
@@ -203,18 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-waiting", type=int, default=8, help="requests allowed to wait for the model; more get 503")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
-    ckpt = args.checkpoint or default_checkpoint()
-    if ckpt is None:
-        print("error: no checkpoint: pass --checkpoint DIR or set $MULTIMODAL_DF_CHECKPOINT (bash scripts/demo.sh trains a demo model)", file=sys.stderr)
-        return 2
     try:
-        detector = Detector.load(ckpt, args.device)
-    except (CheckpointError, RuntimeError, ValueError) as exc:
-        print(f"error: cannot load checkpoint {ckpt}: {' '.join(str(exc).split())}", file=sys.stderr)
+        detector = load_detector(args.checkpoint, args.device)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     import uvicorn
 
-    app = create_app(detector, args.max_upload_mb, args.max_waiting, checkpoint=ckpt)
+    app = create_app(detector, args.max_upload_mb, args.max_waiting, checkpoint=args.checkpoint or default_checkpoint() or "")
     print(f"serving on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
