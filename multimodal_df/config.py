@@ -158,6 +158,9 @@ class TrainConfig:
     augment: bool = True
     degrade_prob: float = 0.3
     """Vision: chance of JPEG re-compression (and, separately, of down/up-scaling) per training crop."""
+    pseudo_fakes: bool = False
+    """Vision: every real crop (train and valid) also appears self-blended (SBI) as a fake, drawn anew
+    each time it is seen, so a manifest of real faces only can train the vision branch."""
     max_crops_per_video: int = 32
     grad_clip: float = 1.0
     progress: bool = True

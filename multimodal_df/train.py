@@ -35,6 +35,7 @@ from .errors import CheckpointError, ConfigError
 from .weights import load_weights, save_weights
 from .fusion.model import choose_threshold, fit_calibration, fusion_logits, single_modality_variants, stratified_folds, train_fusion
 from .metrics import clean, roc_auc
+from .pseudofakes import landmarks_to_crop, self_blend
 from .audio.model import AudioModel, create_audio_model
 from .vision.model import VisionModel, create_vision_model
 
@@ -67,7 +68,9 @@ class CropDataset(torch.utils.data.Dataset):
     uploads) are not learned as signs of manipulation.
     """
 
-    def __init__(self, items: list[tuple[np.ndarray, int]], augment: bool, seed: int, degrade_prob: float = 0.3) -> None:
+    def __init__(self, items: list[tuple[np.ndarray, int, np.ndarray | None]], augment: bool, seed: int, degrade_prob: float = 0.3) -> None:
+        """``items``: (crop, label, landmarks). Landmarks (crop pixels, [5, 2]) mark a pseudo-fake: the crop is
+        self-blended anew each time it is drawn and the label is fake."""
         self.items, self.augment, self.degrade_prob = items, augment, degrade_prob
         self.rng = np.random.default_rng(seed)
 
@@ -75,8 +78,10 @@ class CropDataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        crop, label = self.items[i]
+        crop, label, blend_lm = self.items[i]
         crop = np.asarray(crop)
+        if blend_lm is not None:
+            crop = self_blend(crop, blend_lm, self.rng).image
         if self.augment and self.degrade_prob > 0:
             crop = degrade(crop, self.rng, self.degrade_prob, self.degrade_prob)
         x = crop.astype(np.float32) / 255.0
@@ -290,26 +295,47 @@ def train_vision(cfg: Config, rows: list[ManifestRow], cache: dict[str, CachedCl
     valid = _usable(rows, cache, "valid", "vision")
     if not train or not valid:
         raise ConfigError(f"vision: need clips with faces in train and valid splits (have {len(train)} and {len(valid)})")
-    items = []
+    size = cfg.vision.input_size
+    pseudo = cfg.train.pseudo_fakes
+
+    def crop_landmarks(c: CachedClip, i: int) -> np.ndarray | None:
+        # Images scored whole (no face found) have no landmarks to build a blend mask from.
+        lm = c.landmarks[i]
+        return landmarks_to_crop(lm, c.boxes[i], cfg.faces.margin, size) if np.abs(lm).sum() > 0 else None
+
+    items: list[tuple[np.ndarray, int, np.ndarray | None]] = []
     for r, c in train:
         for i in _subsample(len(c.crops), cfg.train.max_crops_per_video):
-            items.append((c.crops[i], r.vision_target))
+            items.append((c.crops[i], r.vision_target, None))
+            lm = crop_landmarks(c, i) if pseudo and r.vision_target == 0 else None
+            if lm is not None:
+                items.append((c.crops[i], 1, lm))
+    # Validation clips: as given, plus (with pseudo-fakes) a fixed self-blended copy of every real one.
+    val_sets: list[tuple[np.ndarray, np.ndarray, int, int]] = [(np.asarray(c.crops), c.crop_times, c.num_frames, r.vision_target) for r, c in valid]
+    if pseudo:
+        rng = np.random.default_rng(cfg.train.seed + 1)
+        for r, c in valid:
+            lms = [crop_landmarks(c, i) for i in range(len(c.crops))]
+            if r.vision_target == 0 and all(lm is not None for lm in lms):
+                blended = np.stack([self_blend(np.asarray(c.crops[i]), lms[i], rng).image for i in range(len(c.crops))])
+                val_sets.append((blended, c.crop_times, c.num_frames, 1))
     model = create_vision_model(cfg.vision)
     det = Detector(cfg.decode, cfg.faces, vision=model, device=device, batch_size=cfg.train.batch_size)
-    y_val = np.array([r.vision_target for r, _ in valid])
+    y_val = np.array([v[3] for v in val_sets])
 
     def val_logits(m: nn.Module) -> np.ndarray:
-        return np.array([det.vision_output(np.asarray(c.crops), c.crop_times, c.num_frames).logit for _, c in valid])  # type: ignore[union-attr]
+        return np.array([det.vision_output(crops, times, n).logit for crops, times, n, _ in val_sets])  # type: ignore[union-attr]
 
     def evaluate(m: nn.Module) -> dict[str, float]:
         z = val_logits(m)
         return {"auc": roc_auc(y_val, z), "loss": _bce(z, y_val)}
 
-    print(f"vision: {len(items)} crops from {len(train)} train clips; {len(valid)} valid clips", file=sys.stderr)
+    n_blend = sum(1 for it in items if it[2] is not None)
+    print(f"vision: {len(items)} crops ({n_blend} self-blended) from {len(train)} train clips; {len(val_sets)} valid clips", file=sys.stderr)
     best = fit(model, CropDataset(items, cfg.train.augment, cfg.train.seed, cfg.train.degrade_prob), evaluate, cfg.train, out, device, resume)
     det.vision_meta = _finish_branch(det, "vision", val_logits(model), y_val, (cfg.fusion.threshold_rule, cfg.fusion.threshold), cfg.fusion.calibration)
     det.vision_meta.metrics.update(best)
-    det.training_data = {"manifest": summarize(rows), "stage": "vision", "train_crops": len(items)}
+    det.training_data = {"manifest": summarize(rows), "stage": "vision", "train_crops": len(items), "self_blended_crops": n_blend, "pseudo_fakes": pseudo}
     return det.save(out)
 
 
