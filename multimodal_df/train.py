@@ -248,7 +248,8 @@ def _bce(logits: np.ndarray, y: np.ndarray) -> float:
     return float(nn.functional.binary_cross_entropy_with_logits(z, torch.as_tensor(y, dtype=torch.float64)))
 
 
-def _finish_branch(det: Detector, which: str, logits: np.ndarray, y: np.ndarray, fusion_rule: tuple[str, float], calib: str) -> BranchMeta:
+def _finish_branch(logits: np.ndarray, y: np.ndarray, fusion_rule: tuple[str, float], calib: str) -> BranchMeta:
+    """Calibration, threshold and validation metrics of a trained branch from its validation logits."""
     cal = fit_calibration(logits, y, calib)
     p = cal(logits)
     thr = choose_threshold(p, y, *fusion_rule)
@@ -333,7 +334,7 @@ def train_vision(cfg: Config, rows: list[ManifestRow], cache: dict[str, CachedCl
     n_blend = sum(1 for it in items if it[2] is not None)
     print(f"vision: {len(items)} crops ({n_blend} self-blended) from {len(train)} train clips; {len(val_sets)} valid clips", file=sys.stderr)
     best = fit(model, CropDataset(items, cfg.train.augment, cfg.train.seed, cfg.train.degrade_prob), evaluate, cfg.train, out, device, resume)
-    det.vision_meta = _finish_branch(det, "vision", val_logits(model), y_val, (cfg.fusion.threshold_rule, cfg.fusion.threshold), cfg.fusion.calibration)
+    det.vision_meta = _finish_branch(val_logits(model), y_val, (cfg.fusion.threshold_rule, cfg.fusion.threshold), cfg.fusion.calibration)
     det.vision_meta.metrics.update(best)
     det.training_data = {"manifest": summarize(rows), "stage": "vision", "train_crops": len(items), "self_blended_crops": n_blend, "pseudo_fakes": pseudo}
     return det.save(out)
@@ -361,7 +362,7 @@ def train_audio(cfg: Config, rows: list[ManifestRow], cache: dict[str, CachedCli
 
     print(f"audio: {len(ds)} windows from {len(train)} train clips; {len(valid)} valid clips", file=sys.stderr)
     best = fit(model, ds, evaluate, cfg.train, out, device, resume)
-    det.audio_meta = _finish_branch(det, "audio", val_logits(model), y_val, (cfg.fusion.threshold_rule, cfg.fusion.threshold), cfg.fusion.calibration)
+    det.audio_meta = _finish_branch(val_logits(model), y_val, (cfg.fusion.threshold_rule, cfg.fusion.threshold), cfg.fusion.calibration)
     det.audio_meta.metrics.update(best)
     det.training_data = {"manifest": summarize(rows), "stage": "audio", "train_windows": len(ds)}
     return det.save(out)
