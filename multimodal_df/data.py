@@ -25,7 +25,7 @@ import numpy as np
 from .config import Config, to_dict
 from .decode import decode
 from .errors import ConfigError, MediaError
-from .vision.faces import FaceDetector
+from .vision.faces import FaceDetector, resize_square
 
 CACHE_VERSION = 1
 _LABELS = {"0": 0, "1": 1, "real": 0, "fake": 1, "bonafide": 0, "bona-fide": 0, "spoof": 1, "false": 0, "true": 1}
@@ -243,11 +243,8 @@ def prepare_one(path: str, cfg: Config, detector: FaceDetector) -> CachedClip:
     track = detector.track(clip.frames, clip.frame_times)
     if len(track) == 0 and clip.info.kind == "image":
         # As at prediction time: a tight face crop (common in generated-face sets) is scored whole.
-        import cv2
-
         img = clip.frames[0]  # type: ignore[index]
-        s = cfg.vision.input_size
-        crop = cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA if max(img.shape[:2]) > s else cv2.INTER_LINEAR)
+        crop = resize_square(img, cfg.vision.input_size)
         h, w = img.shape[:2]
         return CachedClip(path, crop[None], np.zeros(1), np.array([[0.0, 0.0, w, h]]), np.zeros((1, 5, 2)), 1, None, 0.0)
     return CachedClip(path, track.crops, track.times, track.boxes, track.landmarks, track.num_frames, clip.waveform, clip.duration)

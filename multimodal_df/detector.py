@@ -31,7 +31,7 @@ from .errors import CheckpointError, MediaError
 from .weights import load_weights, save_weights
 from .fusion.model import Calibration, FusionInputs, LateFusion
 from .outputs import AudioOutput, Prediction, VisionOutput, per_second_segments
-from .vision.faces import FaceDetector, FaceTrack
+from .vision.faces import FaceDetector, FaceTrack, resize_square
 from .vision.model import VisionModel
 
 FORMAT = "multimodal_df/detector"
@@ -275,15 +275,12 @@ class Detector:
         With no face found, the whole image is scored as one face crop (datasets of generated faces are
         often tight crops that leave a detector nothing around the face to find).
         """
-        import cv2
-
         d, crops = self.faces.faces_in_image(image)
-        boxes, probs = d.boxes, d.probs
+        boxes, probs, landmarks = d.boxes, d.probs, d.landmarks
         if len(crops) == 0:
             h, w = image.shape[:2]
-            s = self.faces.crop_size
-            crops = cv2.resize(image, (s, s), interpolation=cv2.INTER_AREA if max(h, w) > s else cv2.INTER_LINEAR)[None]
-            boxes, probs = np.array([[0.0, 0.0, w, h]]), np.array([0.0])
+            crops = resize_square(image, self.faces.crop_size)[None]
+            boxes, probs, landmarks = np.array([[0.0, 0.0, w, h]]), np.array([0.0]), np.zeros((1, 5, 2))
             pred.notes.append("no face detected: the whole image was scored as a face")
         outs = [self.vision_output(crops[i : i + 1], np.zeros(1), 1) for i in range(len(crops))]
         pred.faces = [{"box": b.tolist(), "prob": float(p), "p_fake": o.p_fake} for b, p, o in zip(boxes, probs, outs) if o is not None]
@@ -291,9 +288,10 @@ class Detector:
         v = outs[best]
         if v is not None:
             v.frames, v.faces = 1, len(outs)
-        track = FaceTrack(crops, np.zeros(len(crops), np.int64), np.zeros(len(crops)), boxes, probs, np.zeros((len(crops), 5, 2)), 1)
+        # The most suspicious face first: explanations draw the track's leading crops.
         order = np.r_[best, np.delete(np.arange(len(crops)), best)]
-        return v, FaceTrack(track.crops[order], track.frame_index[order], track.times[order], track.boxes[order], track.probs[order], track.landmarks[order], 1)
+        n = len(crops)
+        return v, FaceTrack(crops[order], np.zeros(n, np.int64), np.zeros(n), boxes[order], probs[order], landmarks[order], 1)
 
     def analyze_clip(self, clip: Clip, pred: Prediction | None = None) -> tuple[Prediction, FaceTrack | None]:
         """Score an already decoded clip; returns the prediction and the face track that was scored.

@@ -70,10 +70,16 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
-def square_crop(frame: np.ndarray, box: np.ndarray, margin: float, size: int) -> np.ndarray:
-    """A square crop around ``box`` enlarged by ``margin``, zero-padded at frame edges, resized to ``size``."""
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """``image`` uint8 [H, W, 3] resized to [size, size, 3]: area averaging to shrink, bilinear to enlarge."""
     import cv2
 
+    interp = cv2.INTER_AREA if max(image.shape[:2]) > size else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interp)
+
+
+def square_crop(frame: np.ndarray, box: np.ndarray, margin: float, size: int) -> np.ndarray:
+    """A square crop around ``box`` enlarged by ``margin``, zero-padded at frame edges, resized to ``size``."""
     x1, y1, x2, y2 = (float(v) for v in box)
     side = max(x2 - x1, y2 - y1) * (1.0 + margin)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
@@ -84,8 +90,7 @@ def square_crop(frame: np.ndarray, box: np.ndarray, margin: float, size: int) ->
     xa, ya, xb, yb = max(a, 0), max(b, 0), min(a + s, w), min(b + s, h)
     if xb > xa and yb > ya:
         out[ya - b : yb - b, xa - a : xb - a] = frame[ya:yb, xa:xb]
-    interp = cv2.INTER_AREA if s > size else cv2.INTER_LINEAR
-    return cv2.resize(out, (size, size), interpolation=interp)
+    return resize_square(out, size)
 
 
 def link_score(a: np.ndarray, b: np.ndarray, min_iou: float, max_shift: float) -> float:
