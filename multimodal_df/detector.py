@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .audio.features import frame_windows, trim_silence
+from .audio.features import frame_windows
 from .audio.model import AudioModel
 from .config import AudioConfig, DecodeConfig, FaceConfig, FusionConfig, VisionConfig, from_dict, to_dict
 from .decode import Clip, decode
@@ -94,8 +94,6 @@ class Detector:
         self.fusion_cfg = fusion_cfg or FusionConfig()
         self.training_data = training_data or {}
         self.batch_size = batch_size
-        self.trim_silence = False
-        """When set, leading/trailing silence is cut from the audio before scoring (``evaluate --trim-silence``)."""
         self.device = torch.device(device)
         for m in (vision, audio, fusion):
             if m is not None:
@@ -324,8 +322,7 @@ class Detector:
             reasons.append("no video stream" if clip.info.kind == "audio" else "no frames")
         if self.audio is not None and clip.has_audio:
             t = time.perf_counter()
-            wave = trim_silence(clip.waveform, clip.sample_rate) if self.trim_silence else clip.waveform  # type: ignore[arg-type]
-            a = self.audio_output(wave, clip.sample_rate)
+            a = self.audio_output(clip.waveform, clip.sample_rate)
             timings["audio"] = time.perf_counter() - t
         elif clip.has_audio:
             reasons.append("this checkpoint has no audio model")

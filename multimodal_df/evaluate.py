@@ -9,6 +9,7 @@ file). Every file goes through the same code path as ``predict``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -19,7 +20,9 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .audio.features import trim_silence
 from .data import ManifestRow, read_manifest
+from .decode import Clip
 from .detector import Detector
 from .errors import CheckpointError, ConfigError
 from .metrics import clean, roc_auc, score_report
@@ -144,6 +147,15 @@ def write_markdown(report: dict[str, Any], path: Path, title: str) -> None:
     path.write_text("\n".join(lines))
 
 
+def with_trimmed_audio(det: Detector, pred: Prediction, clip: Clip | None) -> Prediction:
+    """``pred`` re-scored with leading/trailing silence cut from the audio; the vision result is reused."""
+    if pred.error or clip is None or pred.audio is None or clip.waveform is None:
+        return pred
+    a = det.audio_output(trim_silence(clip.waveform, clip.sample_rate), clip.sample_rate)
+    p = det.fuse(pred.vision, a)
+    return dataclasses.replace(pred, audio=a, p_fake=p, label="fake" if p >= det.threshold else "real")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m multimodal_df.evaluate", description="ROC-AUC reports for a detector on a labelled manifest.")
     p.add_argument("--checkpoint", required=True, help="detector directory")
@@ -173,11 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    preds = []
+    preds, trimmed = [], []
     with open(out / "predictions.jsonl", "w") as fh:
         for i, r in enumerate(rows):
-            pred = det.analyze(r.path)
+            pred, clip, _ = det.analyze_full(r.path)
             preds.append(pred)
+            if args.trim_silence:
+                trimmed.append(with_trimmed_audio(det, pred, clip))
             fh.write(json.dumps({**pred.to_json(), "label_true": r.label, "category": r.category}) + "\n")
             if sys.stderr.isatty():
                 print(f"\r{i + 1}/{len(rows)} files", end="", file=sys.stderr)
@@ -185,9 +199,6 @@ def main(argv: list[str] | None = None) -> int:
         print(file=sys.stderr)
     report = build_report(det, rows, preds, args.bootstrap)
     if args.trim_silence:
-        det.trim_silence = True
-        trimmed = [det.analyze(r.path) for r in rows]
-        det.trim_silence = False
         report["trim_silence"] = build_report(det, rows, trimmed, args.bootstrap)
     report["checkpoint"] = str(args.checkpoint)
     report["manifest"] = str(args.manifest)
