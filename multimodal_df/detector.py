@@ -242,14 +242,7 @@ class Detector:
         """Stack branch outputs of N items into fusion inputs (zeros + flag 0 where missing)."""
         dv = self.vision.embed_dim if self.vision is not None else 0
         da = self.audio.embed_dim if self.audio is not None else 0
-        n = len(outputs)
-        x = FusionInputs(np.zeros(n), np.zeros((n, dv)), np.zeros(n), np.zeros(n), np.zeros((n, da)), np.zeros(n))
-        for i, (v, a) in enumerate(outputs):
-            if v is not None:
-                x.v_logit[i], x.v_emb[i], x.v_present[i] = v.logit, v.embedding, 1.0
-            if a is not None:
-                x.a_logit[i], x.a_emb[i], x.a_present[i] = a.logit, a.embedding, 1.0
-        return x
+        return FusionInputs.from_outputs(outputs, dv, da)
 
     @torch.inference_mode()
     def fuse(self, v: VisionOutput | None, a: AudioOutput | None) -> float:

@@ -33,11 +33,11 @@ from .data import CachedClip, ManifestRow, assign_splits, prepare, read_manifest
 from .detector import BranchMeta, Detector, resolve_device
 from .errors import CheckpointError, ConfigError
 from .weights import load_weights, save_weights
-from .fusion.model import choose_threshold, fit_calibration, fusion_logits, single_modality_variants, stratified_folds, train_fusion
+from .fusion.model import FusionInputs, choose_threshold, fit_calibration, fusion_logits, single_modality_variants, stratified_folds, train_fusion
 from .metrics import clean, roc_auc
 from .pseudofakes import landmarks_to_crop, self_blend
-from .audio.model import AudioModel, create_audio_model
-from .vision.model import VisionModel, create_vision_model
+from .audio.model import create_audio_model
+from .vision.model import create_vision_model
 
 
 def seed_everything(seed: int) -> None:
@@ -376,14 +376,11 @@ def train_fusion_stage(cfg: Config, rows: list[ManifestRow], cache: dict[str, Ca
         raise ConfigError("fusion: no branch checkpoint found (train --stage vision / audio first, or pass --vision-checkpoint / --audio-checkpoint)")
     vision = vdet.vision if vdet else None
     audio = adet.audio if adet else None
-    base = Detector(cfg.decode, cfg.faces, vision=vision, audio=audio, fusion=None if (vision is None or audio is None) else _placeholder(vision, audio), device=device)
-    base.vision_meta = vdet.vision_meta if vdet else BranchMeta()
-    base.audio_meta = adet.audio_meta if adet else BranchMeta()
     valid = [(r, cache[r.path]) for r in rows if r.split == "valid" and not cache[r.path].error]
     outputs, labels, lv, la = [], [], [], []
     for r, c in valid:
-        v = base.vision_output(np.asarray(c.crops), c.crop_times, c.num_frames) if len(c.crops) else None
-        a = base.audio_output(c.waveform, cfg.decode.sample_rate)
+        v = vdet.vision_output(np.asarray(c.crops), c.crop_times, c.num_frames) if vdet and len(c.crops) else None
+        a = adet.audio_output(c.waveform, cfg.decode.sample_rate) if adet else None
         if v is None and a is None:
             continue
         outputs.append((v, a))
@@ -393,7 +390,7 @@ def train_fusion_stage(cfg: Config, rows: list[ManifestRow], cache: dict[str, Ca
     y, y_v, y_a = np.array(labels), np.array(lv), np.array(la)
     if len(y) < 4 or len(np.unique(y)) < 2:
         raise ConfigError(f"fusion: need at least 4 validation clips of both classes (have {len(y)})")
-    x = base.fusion_inputs(outputs)
+    x = FusionInputs.from_outputs(outputs, vision.embed_dim if vision else 0, audio.embed_dim if audio else 0)
     fc = cfg.fusion
     k = int(min(fc.folds, np.bincount(y).min()))
     folds = stratified_folds(y, max(2, k), cfg.train.seed)
@@ -428,23 +425,26 @@ def train_fusion_stage(cfg: Config, rows: list[ManifestRow], cache: dict[str, Ca
     cal = fit_calibration(z, yy, fc.calibration)
     thr = choose_threshold(cal(z), yy, fc.threshold_rule, fc.threshold)
     final = train_fusion(best, x, y, y_v=y_v, y_a=y_a, **kw)  # type: ignore[arg-type]
-    base.fusion = final.to(device)
-    base.fusion_cfg = fc
-    base.fusion_meta = BranchMeta(cal, thr, clean({"method": best, "methods": results, "oof_items": int(len(yy)), "clips": int(len(y)), "folds": int(len(np.unique(folds)))}))
-    base.training_data = {
+    training_data = {
         "manifest": summarize(rows),
         "stage": "fusion",
         "vision": vdet.training_data if vdet else None,
         "audio": adet.training_data if adet else None,
     }
-    return base.save(out)
-
-
-def _placeholder(vision: VisionModel, audio: AudioModel):  # noqa: ANN202
-    # The constructor insists on fusion when both branches exist; it is replaced once trained.
-    from .fusion.model import LateFusion
-
-    return LateFusion("stacking", vision.embed_dim, audio.embed_dim)
+    detector = Detector(
+        cfg.decode,
+        cfg.faces,
+        vision=vision,
+        audio=audio,
+        fusion=final,
+        vision_meta=vdet.vision_meta if vdet else None,
+        audio_meta=adet.audio_meta if adet else None,
+        fusion_meta=BranchMeta(cal, thr, clean({"method": best, "methods": results, "oof_items": int(len(yy)), "clips": int(len(y)), "folds": int(len(np.unique(folds)))})),
+        fusion_cfg=fc,
+        training_data=training_data,
+        device=device,
+    )
+    return detector.save(out)
 
 
 # ---------------------------------------------------------------------- CLI

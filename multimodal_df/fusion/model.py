@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +39,19 @@ class FusionInputs:
 
     def __len__(self) -> int:
         return len(self.v_logit)
+
+    @staticmethod
+    def from_outputs(outputs: list[tuple[Any, Any]], vision_dim: int, audio_dim: int) -> "FusionInputs":
+        """Stack N (vision, audio) branch outputs (each with ``.logit`` and ``.embedding``, or None when
+        missing) into fusion inputs: zeros and present-flag 0 where a modality is missing."""
+        n = len(outputs)
+        x = FusionInputs(np.zeros(n), np.zeros((n, vision_dim)), np.zeros(n), np.zeros(n), np.zeros((n, audio_dim)), np.zeros(n))
+        for i, (v, a) in enumerate(outputs):
+            if v is not None:
+                x.v_logit[i], x.v_emb[i], x.v_present[i] = v.logit, v.embedding, 1.0
+            if a is not None:
+                x.a_logit[i], x.a_emb[i], x.a_present[i] = a.logit, a.embedding, 1.0
+        return x
 
     def subset(self, idx: np.ndarray) -> "FusionInputs":
         return FusionInputs(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
