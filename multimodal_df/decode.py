@@ -309,11 +309,15 @@ def _read_frames(path: Path, span: float | None, cfg: DecodeConfig, info: MediaI
         last_pts = None
         decoder = container.decode(stream)
         pos = 0.0
+        seeked_for = -1
         while i < len(targets):
             target = float(targets[i])
-            if tb and target - pos > _SEEK_GAP_S:
+            # One seek per target: the keyframe it lands on can still be far before the target
+            # (long GOPs), and seeking again from there would loop forever.
+            if tb and target - pos > _SEEK_GAP_S and seeked_for != i:
                 container.seek(int((target + t0) / tb), stream=stream, backward=True)
                 decoder = container.decode(stream)
+                seeked_for = i
             try:
                 frame = next(decoder)
             except StopIteration:

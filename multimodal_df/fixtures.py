@@ -198,8 +198,12 @@ def make_audio(spec: FixtureSpec) -> np.ndarray:
     return audio_artifact(wave, spec.audio_artifact, rng, spec.sample_rate)
 
 
-def write_mp4(path: str | Path, frames: np.ndarray | None, fps: float, audio: np.ndarray | None, sr: int = 16000, rotation: int = 0) -> Path:
+def write_mp4(
+    path: str | Path, frames: np.ndarray | None, fps: float, audio: np.ndarray | None, sr: int = 16000, rotation: int = 0, keyframe_interval: int | None = None
+) -> Path:
     """Write H.264 video (yuv420p) and/or AAC mono audio to ``path``.
+
+    ``keyframe_interval``: frames between keyframes (x264's default when None).
 
     ``frames`` are upright. With ``rotation`` (degrees counter-clockwise), they are stored turned
     the other way plus a display matrix, as phones do, so a correct reader shows them upright.
@@ -216,7 +220,10 @@ def write_mp4(path: str | Path, frames: np.ndarray | None, fps: float, audio: np
             h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
             from fractions import Fraction
 
-            vs = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001), options={"crf": "20", "preset": "veryfast"})
+            opts = {"crf": "20", "preset": "veryfast"}
+            if keyframe_interval:
+                opts["x264-params"] = f"keyint={keyframe_interval}:min-keyint={keyframe_interval}:scenecut=0"
+            vs = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001), options=opts)
             vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
             if rotation:
                 vs.set_display_rotation(rotation)

@@ -94,6 +94,19 @@ def test_sparse_samples_of_a_long_video_land_on_time(tmp_path: Path) -> None:
     np.testing.assert_allclose(clip.frame_times, [15, 45, 75, 105], atol=0.5)
 
 
+def test_sparse_samples_between_distant_keyframes(tmp_path: Path) -> None:
+    # A seek lands on the keyframe before the target, which can be further back than the seek
+    # gap; this used to seek again from there forever (found on a real 30 fps phone clip).
+    fps = 10
+    frames = np.zeros((30 * fps, 32, 32, 3), np.uint8)
+    for i in range(len(frames)):
+        frames[i] = (i // fps) * 4
+    p = write_mp4(tmp_path / "gop.mp4", frames, fps, None, keyframe_interval=100)
+    clip = decode(p, DecodeConfig(num_frames=2))
+    np.testing.assert_allclose(clip.frame_times, [7.5, 22.5], atol=0.5)
+    np.testing.assert_allclose(clip.frames.reshape(2, -1).mean(1) / 4, np.floor(clip.frame_times), atol=1.0)
+
+
 def test_image(tmp_path: Path) -> None:
     from PIL import Image
 
