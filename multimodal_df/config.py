@@ -159,8 +159,14 @@ class TrainConfig:
     degrade_prob: float = 0.3
     """Vision: chance of JPEG re-compression (and, separately, of down/up-scaling) per training crop."""
     pseudo_fakes: bool = False
-    """Vision: every real crop (train and valid) also appears self-blended (SBI) as a fake, drawn anew
-    each time it is seen, so a manifest of real faces only can train the vision branch."""
+    """Train from real media only. Vision: every real crop (train and valid) also appears self-blended
+    (SBI) or blended with another person's face as a fake, drawn anew each time it is seen. Audio: every
+    real utterance is matched by fakes from ``audio_generators`` (see ``multimodal_df.pseudofakes``)."""
+    cross_blend_prob: float = 0.3
+    """Vision pseudo-fakes: share of blends that take the face of another training clip instead of a copy of itself."""
+    audio_generators: list[str] = field(default_factory=lambda: ["griffin_lim", "world", "espeak", "flite"])
+    audio_holdout: str | None = "world"
+    """One of ``audio_generators`` kept out of training and out of model selection; its AUC is reported."""
     max_crops_per_video: int = 32
     grad_clip: float = 1.0
     progress: bool = True
@@ -288,7 +294,23 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             if not isinstance(node, dict):
                 raise ConfigError(f"override {key}: {part} is not a section")
         node[parts[-1]] = value
-    return from_dict(Config, data)
+    cfg = from_dict(Config, data)
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: Config) -> None:
+    """Cross-field rules the types cannot express."""
+    from .pseudofakes import AUDIO_GENERATORS
+
+    t = cfg.train
+    for g in t.audio_generators:
+        if g not in AUDIO_GENERATORS:
+            raise ConfigError(f"train.audio_generators: unknown generator {g!r}; expected some of {list(AUDIO_GENERATORS)}")
+    if t.audio_holdout is not None and t.audio_holdout not in t.audio_generators:
+        raise ConfigError(f"train.audio_holdout: {t.audio_holdout!r} is not one of train.audio_generators {t.audio_generators}")
+    if t.audio_holdout is not None and len(t.audio_generators) < 2:
+        raise ConfigError("train.audio_holdout: holding out the only generator leaves nothing to train on")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -35,7 +35,7 @@ from .errors import CheckpointError, ConfigError
 from .weights import load_weights, save_weights
 from .fusion.model import FusionInputs, choose_threshold, fit_calibration, fusion_logits, single_modality_variants, stratified_folds, train_fusion
 from .metrics import clean, roc_auc
-from .pseudofakes import landmarks_to_crop, self_blend
+from .pseudofakes import AUDIO_GENERATORS, cross_blend, fake_speech, griffin_lim_resynth, landmarks_to_crop, resample, self_blend, standardize_speech
 from .audio.model import create_audio_model
 from .vision.model import create_vision_model
 
@@ -68,20 +68,32 @@ class CropDataset(torch.utils.data.Dataset):
     uploads) are not learned as signs of manipulation.
     """
 
-    def __init__(self, items: list[tuple[np.ndarray, int, np.ndarray | None]], augment: bool, seed: int, degrade_prob: float = 0.3) -> None:
-        """``items``: (crop, label, landmarks). Landmarks (crop pixels, [5, 2]) mark a pseudo-fake: the crop is
-        self-blended anew each time it is drawn and the label is fake."""
-        self.items, self.augment, self.degrade_prob = items, augment, degrade_prob
+    def __init__(
+        self, items: list[tuple[np.ndarray, int, np.ndarray | None, int]], augment: bool, seed: int, degrade_prob: float = 0.3, cross_blend_prob: float = 0.0
+    ) -> None:
+        """``items``: (crop, label, landmarks, clip id). Landmarks (crop pixels, [5, 2]) mark a pseudo-fake:
+        the crop is blended anew each time it is drawn (with a copy of itself, or with probability
+        ``cross_blend_prob`` with a face from another clip) and the label is fake."""
+        self.items, self.augment, self.degrade_prob, self.cross_blend_prob = items, augment, degrade_prob, cross_blend_prob
         self.rng = np.random.default_rng(seed)
+        self.donors = [k for k, it in enumerate(items) if it[2] is not None]
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def _donor(self, clip: int) -> tuple[np.ndarray, np.ndarray] | None:
+        for _ in range(8):
+            crop, _, lm, other = self.items[self.donors[int(self.rng.integers(len(self.donors)))]]
+            if other != clip and lm is not None:
+                return np.asarray(crop), lm
+        return None
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        crop, label, blend_lm = self.items[i]
+        crop, label, blend_lm, clip = self.items[i]
         crop = np.asarray(crop)
         if blend_lm is not None:
-            crop = self_blend(crop, blend_lm, self.rng).image
+            donor = self._donor(clip) if self.cross_blend_prob > 0 and self.rng.random() < self.cross_blend_prob else None
+            crop = cross_blend(crop, blend_lm, *donor, self.rng).image if donor else self_blend(crop, blend_lm, self.rng).image
         if self.augment and self.degrade_prob > 0:
             crop = degrade(crop, self.rng, self.degrade_prob, self.degrade_prob)
         x = crop.astype(np.float32) / 255.0
@@ -139,6 +151,79 @@ class WindowDataset(torch.utils.data.Dataset):
         if self.augment:
             x = x * self.rng.uniform(0.5, 1.5)
         return torch.from_numpy(np.clip(x, -1, 1)), torch.tensor(float(label))
+
+
+def _window(wave: np.ndarray, length: int, start: int | None, rng: np.random.Generator) -> np.ndarray:
+    """``length`` samples from ``start`` (random when None), zero-padded at the end."""
+    if start is None:
+        start = int(rng.integers(0, max(1, len(wave) - length + 1)))
+    x = np.asarray(wave[start : start + length], dtype=np.float32)
+    return np.pad(x, (0, length - len(x))) if len(x) < length else x
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
+
+
+class SpeechPseudoFakes(torch.utils.data.Dataset):
+    """Real speech windows (label 0) and as many pseudo-fake windows (label 1), for real-only training.
+
+    A fake window comes from a generator drawn at random each time: ``griffin_lim`` resynthesises a
+    random real window on the fly; the others (slow: vocoder analysis, TTS processes) are drawn from
+    ``banks``, fakes made once per real utterance. Both classes get the same augmentation (gain,
+    band-limiting, light noise), so recording bandwidth and level cannot tell them apart.
+    """
+
+    def __init__(self, reals: list[np.ndarray], banks: dict[str, list[np.ndarray]], generators: list[str], length: int, hop: int, augment: bool, seed: int, sample_rate: int) -> None:
+        self.reals, self.banks, self.generators = reals, banks, generators
+        self.length, self.augment, self.sr = length, augment, sample_rate
+        self.rng = np.random.default_rng(seed)
+        self.index: list[tuple[int, int, int]] = []
+        for u, w in enumerate(reals):
+            n = max(1, (len(w) - length) // hop + 1)
+            self.index.extend((0, u, k * hop) for k in range(n))
+        self.index.extend([(1, -1, -1)] * len(self.index))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        label, u, start = self.index[i]
+        rng = self.rng
+        if label == 0:
+            x = _window(self.reals[u], self.length, None if self.augment else start, rng)
+        else:
+            g = self.generators[int(rng.integers(len(self.generators)))]
+            if g == "griffin_lim":
+                src = _window(self.reals[int(rng.integers(len(self.reals)))], self.length, None, rng)
+                x = griffin_lim_resynth(src, self.sr, rng)
+                x *= _rms(src) / _rms(x)
+            else:
+                bank = self.banks[g]
+                x = _window(bank[int(rng.integers(len(bank)))], self.length, None, rng)
+        if self.augment:
+            x = augment_speech(x, self.sr, rng)
+        return torch.from_numpy(np.clip(x, -1, 1).astype(np.float32)), torch.tensor(float(label))
+
+
+def augment_speech(x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """Gain 0.5-1.5x; with p=0.3 band-limiting to 3.5-7 kHz (phone, web codecs); with p=0.2 white noise at 20-40 dB SNR."""
+    x = np.asarray(x, dtype=np.float32) * rng.uniform(0.5, 1.5)
+    if rng.random() < 0.3:
+        low = int(rng.integers(7000, 14001)) // 100 * 100
+        x = resample(resample(x, sample_rate, low), low, sample_rate)[: len(x)]
+    if rng.random() < 0.2:
+        snr = rng.uniform(20, 40)
+        x = x + rng.standard_normal(len(x)).astype(np.float32) * _rms(x) * 10 ** (-snr / 20)
+    return x.astype(np.float32)
+
+
+def make_speech_fakes(reals: list[np.ndarray], generator: str, sample_rate: int, seed: int, progress: bool = False) -> list[np.ndarray]:
+    """One pseudo-fake per real utterance from ``generator``, each seeded by (seed, utterance index)."""
+    from tqdm import tqdm
+
+    gi = AUDIO_GENERATORS.index(generator)
+    return [fake_speech(generator, w, sample_rate, np.random.default_rng([seed, k, gi])) for k, w in enumerate(tqdm(reals, desc=f"fakes: {generator}", leave=False, disable=not progress))]
 
 
 # ---------------------------------------------------------------------- generic loop
@@ -248,6 +333,17 @@ def _bce(logits: np.ndarray, y: np.ndarray) -> float:
     return float(nn.functional.binary_cross_entropy_with_logits(z, torch.as_tensor(y, dtype=torch.float64)))
 
 
+def _auc_by_kind(z: np.ndarray, kind: np.ndarray) -> dict[str, Any]:
+    """Validation AUC of real items against each kind of fake (``val_auc_<kind>``) and the counts."""
+    out: dict[str, Any] = {"val_counts": {str(k): int((kind == k).sum()) for k in np.unique(kind)}}
+    real = kind == "real"
+    for k in np.unique(kind):
+        if k != "real" and real.any():
+            sel = real | (kind == k)
+            out[f"val_auc_{k}"] = roc_auc((kind[sel] != "real").astype(int), z[sel])
+    return clean(out)
+
+
 def _finish_branch(logits: np.ndarray, y: np.ndarray, fusion_rule: tuple[str, float], calib: str) -> BranchMeta:
     """Calibration, threshold and validation metrics of a trained branch from its validation logits."""
     cal = fit_calibration(logits, y, calib)
@@ -304,22 +400,36 @@ def train_vision(cfg: Config, rows: list[ManifestRow], cache: dict[str, CachedCl
         lm = c.landmarks[i]
         return landmarks_to_crop(lm, c.boxes[i], cfg.faces.margin, size) if np.abs(lm).sum() > 0 else None
 
-    items: list[tuple[np.ndarray, int, np.ndarray | None]] = []
-    for r, c in train:
+    items: list[tuple[np.ndarray, int, np.ndarray | None, int]] = []
+    for k, (r, c) in enumerate(train):
         for i in _subsample(len(c.crops), cfg.train.max_crops_per_video):
-            items.append((c.crops[i], r.vision_target, None))
+            items.append((c.crops[i], r.vision_target, None, k))
             lm = crop_landmarks(c, i) if pseudo and r.vision_target == 0 else None
             if lm is not None:
-                items.append((c.crops[i], 1, lm))
-    # Validation clips: as given, plus (with pseudo-fakes) a fixed self-blended copy of every real one.
+                items.append((c.crops[i], 1, lm, k))
+    # Validation clips: as given, plus (with pseudo-fakes) a fixed self-blended copy of every real one
+    # and a copy blended with the faces of another validation clip.
     val_sets: list[tuple[np.ndarray, np.ndarray, int, int]] = [(np.asarray(c.crops), c.crop_times, c.num_frames, r.vision_target) for r, c in valid]
+    val_kind = ["real" if r.vision_target == 0 else "fake" for r, _ in valid]
     if pseudo:
         rng = np.random.default_rng(cfg.train.seed + 1)
+        blendable = []
         for r, c in valid:
             lms = [crop_landmarks(c, i) for i in range(len(c.crops))]
             if r.vision_target == 0 and all(lm is not None for lm in lms):
-                blended = np.stack([self_blend(np.asarray(c.crops[i]), lms[i], rng).image for i in range(len(c.crops))])
-                val_sets.append((blended, c.crop_times, c.num_frames, 1))
+                blendable.append((c, lms))
+        for j, (c, lms) in enumerate(blendable):
+            blended = np.stack([self_blend(np.asarray(c.crops[i]), lms[i], rng).image for i in range(len(c.crops))])
+            val_sets.append((blended, c.crop_times, c.num_frames, 1))
+            val_kind.append("self_blend")
+            if len(blendable) > 1 and cfg.train.cross_blend_prob > 0:
+                d, dl = blendable[(j + 1) % len(blendable)]
+                swapped = []
+                for i in range(len(c.crops)):
+                    q = i % len(d.crops)
+                    swapped.append(cross_blend(np.asarray(c.crops[i]), lms[i], np.asarray(d.crops[q]), dl[q], rng).image)
+                val_sets.append((np.stack(swapped), c.crop_times, c.num_frames, 1))
+                val_kind.append("cross_blend")
     model = create_vision_model(cfg.vision)
     det = Detector(cfg.decode, cfg.faces, vision=model, device=device, batch_size=cfg.train.batch_size)
     y_val = np.array([v[3] for v in val_sets])
@@ -332,39 +442,73 @@ def train_vision(cfg: Config, rows: list[ManifestRow], cache: dict[str, CachedCl
         return {"auc": roc_auc(y_val, z), "loss": _bce(z, y_val)}
 
     n_blend = sum(1 for it in items if it[2] is not None)
-    print(f"vision: {len(items)} crops ({n_blend} self-blended) from {len(train)} train clips; {len(val_sets)} valid clips", file=sys.stderr)
-    best = fit(model, CropDataset(items, cfg.train.augment, cfg.train.seed, cfg.train.degrade_prob), evaluate, cfg.train, out, device, resume)
-    det.vision_meta = _finish_branch(val_logits(model), y_val, (cfg.fusion.threshold_rule, cfg.fusion.threshold), cfg.fusion.calibration)
+    print(f"vision: {len(items)} crops ({n_blend} pseudo-fakes) from {len(train)} train clips; {len(val_sets)} valid clips", file=sys.stderr)
+    ds = CropDataset(items, cfg.train.augment, cfg.train.seed, cfg.train.degrade_prob, cfg.train.cross_blend_prob if pseudo else 0.0)
+    best = fit(model, ds, evaluate, cfg.train, out, device, resume)
+    z = val_logits(model)
+    det.vision_meta = _finish_branch(z, y_val, (cfg.fusion.threshold_rule, cfg.fusion.threshold), cfg.fusion.calibration)
     det.vision_meta.metrics.update(best)
+    det.vision_meta.metrics.update(_auc_by_kind(z, np.array(val_kind)))
     det.training_data = {"manifest": summarize(rows), "stage": "vision", "train_crops": len(items), "self_blended_crops": n_blend, "pseudo_fakes": pseudo}
     return det.save(out)
 
 
 def train_audio(cfg: Config, rows: list[ManifestRow], cache: dict[str, CachedClip], out: Path, device: torch.device, resume: bool) -> Path:
-    """Train the speech classifier; returns the checkpoint directory."""
+    """Train the speech classifier; returns the checkpoint directory.
+
+    With ``train.pseudo_fakes`` the real utterances of the train split are matched by fakes from
+    ``train.audio_generators`` (less the held-out one); validation has each real utterance and one fake
+    per generator, model selection looks only at the training generators, and the AUC on each
+    generator (the held-out one included) is stored in the checkpoint's metrics.
+    """
     train = _usable(rows, cache, "train", "audio")
     valid = _usable(rows, cache, "valid", "audio")
     if not train or not valid:
         raise ConfigError(f"audio: need clips with audio in train and valid splits (have {len(train)} and {len(valid)})")
     sr = cfg.decode.sample_rate
+    tc = cfg.train
     model = create_audio_model(cfg.audio, sr)
-    det = Detector(cfg.decode, cfg.faces, audio=model, device=device, batch_size=cfg.train.batch_size)
+    det = Detector(cfg.decode, cfg.faces, audio=model, device=device, batch_size=tc.batch_size)
     length, hop = int(round(cfg.audio.window_s * sr)), int(round(cfg.audio.hop_s * sr))
-    ds = WindowDataset([(c.waveform, r.audio_target) for r, c in train], length, hop, cfg.train.augment, cfg.train.seed)  # type: ignore[misc]
-    y_val = np.array([r.audio_target for r, _ in valid])
+    info: dict[str, Any] = {}
+    if tc.pseudo_fakes:
+        used = [g for g in tc.audio_generators if g != tc.audio_holdout]
+        reals = [standardize_speech(c.waveform, sr) for r, c in train if r.audio_target == 0]  # type: ignore[arg-type]
+        t0 = time.time()
+        banks = {g: make_speech_fakes(reals, g, sr, tc.seed, tc.progress) for g in used if g != "griffin_lim"}
+        ds: torch.utils.data.Dataset = SpeechPseudoFakes(reals, banks, used, length, hop, tc.augment, tc.seed, sr)
+        v_reals = [standardize_speech(c.waveform, sr) for r, c in valid if r.audio_target == 0]  # type: ignore[arg-type]
+        val_waves = list(v_reals) + [c.waveform for r, c in valid if r.audio_target == 1]
+        val_kind = ["real"] * len(v_reals) + ["fake"] * (len(val_waves) - len(v_reals))
+        for g in tc.audio_generators:
+            fakes = make_speech_fakes(v_reals, g, sr, tc.seed + 1, tc.progress)
+            val_waves += fakes
+            val_kind += [g] * len(fakes)
+        print(f"audio: pseudo-fakes {used} made in {time.time() - t0:.0f} s; held out: {tc.audio_holdout}", file=sys.stderr)
+        info = {"audio_generators": used, "audio_holdout": tc.audio_holdout, "real_utterances": len(reals)}
+    else:
+        ds = WindowDataset([(c.waveform, r.audio_target) for r, c in train], length, hop, tc.augment, tc.seed)  # type: ignore[misc]
+        val_waves = [c.waveform for _, c in valid]
+        val_kind = ["real" if r.audio_target == 0 else "fake" for r, _ in valid]
+    kinds = np.array(val_kind)
+    y_val = (kinds != "real").astype(int)
+    select = kinds != (tc.audio_holdout if tc.pseudo_fakes else None)  # the held-out generator never picks the epoch
 
     def val_logits(m: nn.Module) -> np.ndarray:
-        return np.array([det.audio_output(c.waveform, sr).logit for _, c in valid])  # type: ignore[union-attr]
+        return np.array([det.audio_output(w, sr).logit for w in val_waves])  # type: ignore[union-attr]
 
     def evaluate(m: nn.Module) -> dict[str, float]:
-        z = val_logits(m)
-        return {"auc": roc_auc(y_val, z), "loss": _bce(z, y_val)}
+        z = val_logits(m)[select]
+        return {"auc": roc_auc(y_val[select], z), "loss": _bce(z, y_val[select])}
 
-    print(f"audio: {len(ds)} windows from {len(train)} train clips; {len(valid)} valid clips", file=sys.stderr)
-    best = fit(model, ds, evaluate, cfg.train, out, device, resume)
-    det.audio_meta = _finish_branch(val_logits(model), y_val, (cfg.fusion.threshold_rule, cfg.fusion.threshold), cfg.fusion.calibration)
+    print(f"audio: {len(ds)} windows from {len(train)} train clips; {len(val_waves)} valid items", file=sys.stderr)
+    best = fit(model, ds, evaluate, tc, out, device, resume)
+    z = val_logits(model)
+    # Calibration and threshold from the training generators only: the held-out one stays unseen.
+    det.audio_meta = _finish_branch(z[select], y_val[select], (cfg.fusion.threshold_rule, cfg.fusion.threshold), cfg.fusion.calibration)
     det.audio_meta.metrics.update(best)
-    det.training_data = {"manifest": summarize(rows), "stage": "audio", "train_windows": len(ds)}
+    det.audio_meta.metrics.update(_auc_by_kind(z, kinds))
+    det.training_data = {"manifest": summarize(rows), "stage": "audio", "train_windows": len(ds), **info}
     return det.save(out)
 
 

@@ -94,6 +94,9 @@ class Wav2VecBranch(nn.Module):
                 ) from None
         else:
             self.encoder = Wav2Vec2Model(Wav2Vec2Config.from_dict(wav2vec_hf_config(cfg)))
+        # LayerDrop skips whole layers in training, and transformers then returns fewer hidden states
+        # (none at all when every layer is skipped), so pooling a fixed layer would index past the end.
+        self.encoder.config.layerdrop = 0.0
         self.hf_config: dict[str, Any] = self.encoder.config.to_dict()
         n_states = self.encoder.config.num_hidden_layers + 1
         if not -n_states <= cfg.layer < n_states:
