@@ -167,6 +167,8 @@ class TrainConfig:
     audio_generators: list[str] = field(default_factory=lambda: ["griffin_lim", "world", "espeak", "flite"])
     audio_holdout: str | None = "world"
     """One of ``audio_generators`` kept out of training and out of model selection; its AUC is reported."""
+    audio_epoch_windows: int = 4
+    """Audio pseudo-fake training: windows drawn per real utterance per epoch (at random offsets), and as many fakes."""
     max_crops_per_video: int = 32
     grad_clip: float = 1.0
     progress: bool = True

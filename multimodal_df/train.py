@@ -34,7 +34,7 @@ from .detector import BranchMeta, Detector, resolve_device
 from .errors import CheckpointError, ConfigError
 from .weights import load_weights, save_weights
 from .fusion.model import FusionInputs, choose_threshold, fit_calibration, fusion_logits, single_modality_variants, stratified_folds, train_fusion
-from .metrics import clean, roc_auc
+from .metrics import clean, expected_calibration_error, roc_auc
 from .pseudofakes import AUDIO_GENERATORS, cross_blend, fake_speech, griffin_lim_resynth, landmarks_to_crop, resample, self_blend, standardize_speech
 from .audio.model import create_audio_model
 from .vision.model import create_vision_model
@@ -174,14 +174,17 @@ class SpeechPseudoFakes(torch.utils.data.Dataset):
     band-limiting, light noise), so recording bandwidth and level cannot tell them apart.
     """
 
-    def __init__(self, reals: list[np.ndarray], banks: dict[str, list[np.ndarray]], generators: list[str], length: int, hop: int, augment: bool, seed: int, sample_rate: int) -> None:
+    def __init__(
+        self, reals: list[np.ndarray], banks: dict[str, list[np.ndarray]], generators: list[str], length: int, windows_per_utterance: int, augment: bool, seed: int, sample_rate: int
+    ) -> None:
         self.reals, self.banks, self.generators = reals, banks, generators
         self.length, self.augment, self.sr = length, augment, sample_rate
         self.rng = np.random.default_rng(seed)
         self.index: list[tuple[int, int, int]] = []
         for u, w in enumerate(reals):
-            n = max(1, (len(w) - length) // hop + 1)
-            self.index.extend((0, u, k * hop) for k in range(n))
+            # Evenly spaced starts (used as they are without augmentation; redrawn at random with it).
+            starts = np.linspace(0, max(0, len(w) - length), windows_per_utterance).astype(int)
+            self.index.extend((0, u, int(s)) for s in starts)
         self.index.extend([(1, -1, -1)] * len(self.index))
 
     def __len__(self) -> int:
@@ -218,12 +221,32 @@ def augment_speech(x: np.ndarray, sample_rate: int, rng: np.random.Generator) ->
     return x.astype(np.float32)
 
 
-def make_speech_fakes(reals: list[np.ndarray], generator: str, sample_rate: int, seed: int, progress: bool = False) -> list[np.ndarray]:
-    """One pseudo-fake per real utterance from ``generator``, each seeded by (seed, utterance index)."""
+def make_speech_fakes(reals: list[np.ndarray], generator: str, sample_rate: int, seed: int, progress: bool = False, cache: Path | None = None) -> list[np.ndarray]:
+    """One pseudo-fake per real utterance from ``generator``, each seeded by (seed, utterance index).
+
+    With ``cache``, each fake is kept as ``.npy`` under a key of the generator, seed, index and the
+    real waveform's bytes, so a second training run (another audio variant) does not remake them.
+    """
+    import hashlib
+
     from tqdm import tqdm
 
     gi = AUDIO_GENERATORS.index(generator)
-    return [fake_speech(generator, w, sample_rate, np.random.default_rng([seed, k, gi])) for k, w in enumerate(tqdm(reals, desc=f"fakes: {generator}", leave=False, disable=not progress))]
+    out = []
+    for k, w in enumerate(tqdm(reals, desc=f"fakes: {generator}", leave=False, disable=not progress)):
+        path = None
+        if cache is not None:
+            key = hashlib.sha1(f"{generator}/{seed}/{k}/{sample_rate}/".encode() + np.ascontiguousarray(w, dtype=np.float32).tobytes()).hexdigest()
+            path = cache / f"{key}.npy"
+            if path.exists():
+                out.append(np.load(path))
+                continue
+        y = fake_speech(generator, w, sample_rate, np.random.default_rng([seed, k, gi]))
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, y)
+        out.append(y)
+    return out
 
 
 # ---------------------------------------------------------------------- generic loop
@@ -386,50 +409,74 @@ def _subsample(n: int, k: int) -> np.ndarray:
     return np.arange(n) if n <= k else np.linspace(0, n - 1, k).round().astype(int)
 
 
+def _crop_landmarks(cfg: Config, c: CachedClip, i: int) -> np.ndarray | None:
+    # Images scored whole (no face found) have no landmarks to build a blend mask from.
+    lm = c.landmarks[i]
+    return landmarks_to_crop(lm, c.boxes[i], cfg.faces.margin, cfg.vision.input_size) if np.abs(lm).sum() > 0 else None
+
+
+def vision_validation_sets(cfg: Config, valid: list[tuple[ManifestRow, CachedClip]], pseudo: bool) -> tuple[list[tuple[np.ndarray, np.ndarray, int, int]], list[str]]:
+    """Validation clips as (crops, times, frames searched, label), and a kind per clip.
+
+    The clips as given ("real"/"fake"), plus with ``pseudo`` a fixed self-blended copy of every real
+    clip ("self_blend") and a copy blended with the faces of the next validation clip ("cross_blend").
+    Seeded by ``train.seed``: the same sets in training, fusion and the report.
+    """
+    val_sets = [(np.asarray(c.crops), c.crop_times, c.num_frames, r.vision_target) for r, c in valid]
+    kinds = ["real" if r.vision_target == 0 else "fake" for r, _ in valid]
+    if not pseudo:
+        return val_sets, kinds
+    rng = np.random.default_rng(cfg.train.seed + 1)
+    blendable = []
+    for r, c in valid:
+        lms = [_crop_landmarks(cfg, c, i) for i in range(len(c.crops))]
+        if r.vision_target == 0 and lms and all(lm is not None for lm in lms):
+            blendable.append((c, lms))
+    for j, (c, lms) in enumerate(blendable):
+        blended = np.stack([self_blend(np.asarray(c.crops[i]), lms[i], rng).image for i in range(len(c.crops))])
+        val_sets.append((blended, c.crop_times, c.num_frames, 1))
+        kinds.append("self_blend")
+        if len(blendable) > 1 and cfg.train.cross_blend_prob > 0:
+            d, dl = blendable[(j + 1) % len(blendable)]
+            swapped = [cross_blend(np.asarray(c.crops[i]), lms[i], np.asarray(d.crops[i % len(d.crops)]), dl[i % len(d.crops)], rng).image for i in range(len(c.crops))]
+            val_sets.append((np.stack(swapped), c.crop_times, c.num_frames, 1))
+            kinds.append("cross_blend")
+    return val_sets, kinds
+
+
+def speech_validation_items(cfg: Config, valid: list[tuple[ManifestRow, CachedClip]], fake_cache: Path | None = None, seed_offset: int = 1) -> tuple[list[np.ndarray], list[str]]:
+    """Validation utterances and a kind per item: each real one standardised ("real"), fakes as given
+    ("fake"), and with ``train.pseudo_fakes`` one fake per real utterance from every generator in
+    ``train.audio_generators`` (the held-out one included), kind = generator name."""
+    sr, tc = cfg.decode.sample_rate, cfg.train
+    if not tc.pseudo_fakes:
+        return [c.waveform for _, c in valid], ["real" if r.audio_target == 0 else "fake" for r, _ in valid]  # type: ignore[misc]
+    reals = [standardize_speech(c.waveform, sr) for r, c in valid if r.audio_target == 0]  # type: ignore[arg-type]
+    waves = list(reals) + [c.waveform for r, c in valid if r.audio_target == 1]
+    kinds = ["real"] * len(reals) + ["fake"] * (len(waves) - len(reals))
+    for g in tc.audio_generators:
+        fakes = make_speech_fakes(reals, g, sr, tc.seed + seed_offset, tc.progress, fake_cache)
+        waves += fakes
+        kinds += [g] * len(fakes)
+    return waves, kinds  # type: ignore[return-value]
+
+
 def train_vision(cfg: Config, rows: list[ManifestRow], cache: dict[str, CachedClip], out: Path, device: torch.device, resume: bool) -> Path:
     """Train the face-crop classifier; returns the checkpoint directory."""
     train = _usable(rows, cache, "train", "vision")
     valid = _usable(rows, cache, "valid", "vision")
     if not train or not valid:
         raise ConfigError(f"vision: need clips with faces in train and valid splits (have {len(train)} and {len(valid)})")
-    size = cfg.vision.input_size
     pseudo = cfg.train.pseudo_fakes
-
-    def crop_landmarks(c: CachedClip, i: int) -> np.ndarray | None:
-        # Images scored whole (no face found) have no landmarks to build a blend mask from.
-        lm = c.landmarks[i]
-        return landmarks_to_crop(lm, c.boxes[i], cfg.faces.margin, size) if np.abs(lm).sum() > 0 else None
 
     items: list[tuple[np.ndarray, int, np.ndarray | None, int]] = []
     for k, (r, c) in enumerate(train):
         for i in _subsample(len(c.crops), cfg.train.max_crops_per_video):
             items.append((c.crops[i], r.vision_target, None, k))
-            lm = crop_landmarks(c, i) if pseudo and r.vision_target == 0 else None
+            lm = _crop_landmarks(cfg, c, i) if pseudo and r.vision_target == 0 else None
             if lm is not None:
                 items.append((c.crops[i], 1, lm, k))
-    # Validation clips: as given, plus (with pseudo-fakes) a fixed self-blended copy of every real one
-    # and a copy blended with the faces of another validation clip.
-    val_sets: list[tuple[np.ndarray, np.ndarray, int, int]] = [(np.asarray(c.crops), c.crop_times, c.num_frames, r.vision_target) for r, c in valid]
-    val_kind = ["real" if r.vision_target == 0 else "fake" for r, _ in valid]
-    if pseudo:
-        rng = np.random.default_rng(cfg.train.seed + 1)
-        blendable = []
-        for r, c in valid:
-            lms = [crop_landmarks(c, i) for i in range(len(c.crops))]
-            if r.vision_target == 0 and all(lm is not None for lm in lms):
-                blendable.append((c, lms))
-        for j, (c, lms) in enumerate(blendable):
-            blended = np.stack([self_blend(np.asarray(c.crops[i]), lms[i], rng).image for i in range(len(c.crops))])
-            val_sets.append((blended, c.crop_times, c.num_frames, 1))
-            val_kind.append("self_blend")
-            if len(blendable) > 1 and cfg.train.cross_blend_prob > 0:
-                d, dl = blendable[(j + 1) % len(blendable)]
-                swapped = []
-                for i in range(len(c.crops)):
-                    q = i % len(d.crops)
-                    swapped.append(cross_blend(np.asarray(c.crops[i]), lms[i], np.asarray(d.crops[q]), dl[q], rng).image)
-                val_sets.append((np.stack(swapped), c.crop_times, c.num_frames, 1))
-                val_kind.append("cross_blend")
+    val_sets, val_kind = vision_validation_sets(cfg, valid, pseudo)
     model = create_vision_model(cfg.vision)
     det = Detector(cfg.decode, cfg.faces, vision=model, device=device, batch_size=cfg.train.batch_size)
     y_val = np.array([v[3] for v in val_sets])
@@ -453,7 +500,7 @@ def train_vision(cfg: Config, rows: list[ManifestRow], cache: dict[str, CachedCl
     return det.save(out)
 
 
-def train_audio(cfg: Config, rows: list[ManifestRow], cache: dict[str, CachedClip], out: Path, device: torch.device, resume: bool) -> Path:
+def train_audio(cfg: Config, rows: list[ManifestRow], cache: dict[str, CachedClip], out: Path, device: torch.device, resume: bool, fake_cache: Path | None = None) -> Path:
     """Train the speech classifier; returns the checkpoint directory.
 
     With ``train.pseudo_fakes`` the real utterances of the train split are matched by fakes from
@@ -475,21 +522,13 @@ def train_audio(cfg: Config, rows: list[ManifestRow], cache: dict[str, CachedCli
         used = [g for g in tc.audio_generators if g != tc.audio_holdout]
         reals = [standardize_speech(c.waveform, sr) for r, c in train if r.audio_target == 0]  # type: ignore[arg-type]
         t0 = time.time()
-        banks = {g: make_speech_fakes(reals, g, sr, tc.seed, tc.progress) for g in used if g != "griffin_lim"}
-        ds: torch.utils.data.Dataset = SpeechPseudoFakes(reals, banks, used, length, hop, tc.augment, tc.seed, sr)
-        v_reals = [standardize_speech(c.waveform, sr) for r, c in valid if r.audio_target == 0]  # type: ignore[arg-type]
-        val_waves = list(v_reals) + [c.waveform for r, c in valid if r.audio_target == 1]
-        val_kind = ["real"] * len(v_reals) + ["fake"] * (len(val_waves) - len(v_reals))
-        for g in tc.audio_generators:
-            fakes = make_speech_fakes(v_reals, g, sr, tc.seed + 1, tc.progress)
-            val_waves += fakes
-            val_kind += [g] * len(fakes)
+        banks = {g: make_speech_fakes(reals, g, sr, tc.seed, tc.progress, fake_cache) for g in used if g != "griffin_lim"}
+        ds: torch.utils.data.Dataset = SpeechPseudoFakes(reals, banks, used, length, tc.audio_epoch_windows, tc.augment, tc.seed, sr)
         print(f"audio: pseudo-fakes {used} made in {time.time() - t0:.0f} s; held out: {tc.audio_holdout}", file=sys.stderr)
         info = {"audio_generators": used, "audio_holdout": tc.audio_holdout, "real_utterances": len(reals)}
     else:
         ds = WindowDataset([(c.waveform, r.audio_target) for r, c in train], length, hop, tc.augment, tc.seed)  # type: ignore[misc]
-        val_waves = [c.waveform for _, c in valid]
-        val_kind = ["real" if r.audio_target == 0 else "fake" for r, _ in valid]
+    val_waves, val_kind = speech_validation_items(cfg, valid, fake_cache)
     kinds = np.array(val_kind)
     y_val = (kinds != "real").astype(int)
     select = kinds != (tc.audio_holdout if tc.pseudo_fakes else None)  # the held-out generator never picks the epoch
@@ -518,8 +557,6 @@ def train_fusion_stage(cfg: Config, rows: list[ManifestRow], cache: dict[str, Ca
     adet = Detector.load(audio_dir, str(device)) if audio_dir else None
     if vdet is None and adet is None:
         raise ConfigError("fusion: no branch checkpoint found (train --stage vision / audio first, or pass --vision-checkpoint / --audio-checkpoint)")
-    vision = vdet.vision if vdet else None
-    audio = adet.audio if adet else None
     valid = [(r, cache[r.path]) for r in rows if r.split == "valid" and not cache[r.path].error]
     outputs, labels, lv, la = [], [], [], []
     for r, c in valid:
@@ -531,7 +568,32 @@ def train_fusion_stage(cfg: Config, rows: list[ManifestRow], cache: dict[str, Ca
         labels.append(r.label)
         lv.append(-1 if r.video_label is None else r.video_label)
         la.append(-1 if r.audio_label is None else r.audio_label)
-    y, y_v, y_a = np.array(labels), np.array(lv), np.array(la)
+    training_data = {
+        "manifest": summarize(rows),
+        "stage": "fusion",
+        "vision": vdet.training_data if vdet else None,
+        "audio": adet.training_data if adet else None,
+    }
+    return fit_fusion_detector(cfg, outputs, np.array(labels), np.array(lv), np.array(la), vdet, adet, training_data, out, device)
+
+
+def fit_fusion_detector(
+    cfg: Config,
+    outputs: list[tuple[Any, Any]],
+    y: np.ndarray,
+    y_v: np.ndarray,
+    y_a: np.ndarray,
+    vdet: Detector | None,
+    adet: Detector | None,
+    training_data: dict[str, Any],
+    out: Path,
+    device: torch.device,
+) -> Path:
+    """Cross-fit every fusion method on branch ``outputs`` [(vision, audio)] with labels ``y`` and
+    per-modality labels (-1 unknown), keep one, calibrate and threshold on out-of-fold scores, and
+    save the full detector to ``out``."""
+    vision = vdet.vision if vdet else None
+    audio = adet.audio if adet else None
     if len(y) < 4 or len(np.unique(y)) < 2:
         raise ConfigError(f"fusion: need at least 4 validation clips of both classes (have {len(y)})")
     x = FusionInputs.from_outputs(outputs, vision.embed_dim if vision else 0, audio.embed_dim if audio else 0)
@@ -569,12 +631,6 @@ def train_fusion_stage(cfg: Config, rows: list[ManifestRow], cache: dict[str, Ca
     cal = fit_calibration(z, yy, fc.calibration)
     thr = choose_threshold(cal(z), yy, fc.threshold_rule, fc.threshold)
     final = train_fusion(best, x, y, y_v=y_v, y_a=y_a, **kw)  # type: ignore[arg-type]
-    training_data = {
-        "manifest": summarize(rows),
-        "stage": "fusion",
-        "vision": vdet.training_data if vdet else None,
-        "audio": adet.training_data if adet else None,
-    }
     detector = Detector(
         cfg.decode,
         cfg.faces,
@@ -583,7 +639,11 @@ def train_fusion_stage(cfg: Config, rows: list[ManifestRow], cache: dict[str, Ca
         fusion=final,
         vision_meta=vdet.vision_meta if vdet else None,
         audio_meta=adet.audio_meta if adet else None,
-        fusion_meta=BranchMeta(cal, thr, clean({"method": best, "methods": results, "oof_items": int(len(yy)), "clips": int(len(y)), "folds": int(len(np.unique(folds)))})),
+        fusion_meta=BranchMeta(
+            cal,
+            thr,
+            clean({"method": best, "methods": results, "oof_items": int(len(yy)), "clips": int(len(y)), "folds": int(len(np.unique(folds))), "oof_ece": expected_calibration_error(yy, cal(z))}),
+        ),
         fusion_cfg=fc,
         training_data=training_data,
         device=device,
@@ -631,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
             if stage == "vision":
                 d = train_vision(cfg, rows, cache, out / "vision", device, args.resume)
             elif stage == "audio":
-                d = train_audio(cfg, rows, cache, out / "audio", device, args.resume)
+                d = train_audio(cfg, rows, cache, out / "audio", device, args.resume, Path(args.cache_dir or cfg.cache_dir) / "pseudo_audio")
             else:
                 vdir = Path(args.vision_checkpoint) if args.vision_checkpoint else out / "vision"
                 adir = Path(args.audio_checkpoint) if args.audio_checkpoint else out / "audio"
