@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+# Mouth centre and half-width in the head patch (fractions), from MTCNN's mouth-corner landmarks.
+_MOUTH = (0.49, 0.62, 0.11)
 # Face box of the astronaut's face in skimage.data.astronaut() (x1, y1, x2, y2), found by MTCNN.
 _ASTRONAUT_HEAD = (140, 10, 310, 225)
 _INNER_FACE = (0.44, 0.50, 0.21, 0.23)  # centre x, centre y, semi-axes, as fractions of the head patch
@@ -47,6 +49,8 @@ class FixtureSpec:
     audio_artifact: float = 0.0
     rotation: int = 0
     sample_rate: int = 16000
+    lip_sync: bool = False
+    """Draw a mouth that opens with the loudness of the clip's speech (for audio-visual sync tests)."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -102,7 +106,8 @@ def render_frames(spec: FixtureSpec) -> tuple[np.ndarray, np.ndarray]:
     h, w = spec.height, spec.width
     bg = _background(h, w, rng)
     head = head_patch()
-    if rng.random() < 0.5:
+    head_flipped = rng.random() < 0.5
+    if head_flipped:
         head = head[:, ::-1]
     gain, bias = rng.uniform(0.8, 1.15), rng.uniform(-20, 20)
     head = np.clip(head.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
@@ -113,6 +118,8 @@ def render_frames(spec: FixtureSpec) -> tuple[np.ndarray, np.ndarray]:
     alpha = _ellipse_mask(hh, hw, 0.5, 0.5, 0.5, 0.5, soft=0.15)[..., None]
     phase = rng.uniform(0, 2 * np.pi, size=2)
     amp = rng.uniform(0.03, 0.1, size=2) * np.array([w, h])
+    flipped = bool(head_flipped)
+    opening = mouth_opening(make_audio(spec), spec.sample_rate, n, spec.fps) if spec.lip_sync and spec.audio else None
     frames = np.empty((n, h, w, 3), np.uint8)
     boxes = np.full((n, 4), np.nan)
     for i in range(n):
@@ -127,8 +134,20 @@ def render_frames(spec: FixtureSpec) -> tuple[np.ndarray, np.ndarray]:
             a = alpha[sub]
             frame[ya:yb, xa:xb] = frame[ya:yb, xa:xb] * (1 - a) + head[sub] * a
             boxes[i] = (x1, y1, x1 + hw, y1 + hh)
+            if opening is not None:
+                mx = x1 + (1 - _MOUTH[0] if flipped else _MOUTH[0]) * hw
+                my = y1 + _MOUTH[1] * hh
+                axes = (max(1, int(round(_MOUTH[2] * hw))), max(1, int(round((0.01 + 0.06 * opening[i]) * hh))))
+                cv2.ellipse(frame, (int(round(mx)), int(round(my))), axes, 0, 0, 360, (60.0, 25.0, 25.0), -1, cv2.LINE_AA)
         frames[i] = np.clip(frame + rng.normal(0, 2, size=frame.shape), 0, 255).astype(np.uint8)
     return frames, boxes
+
+
+def mouth_opening(wave: np.ndarray, sr: int, n_frames: int, fps: float) -> np.ndarray:
+    """Mouth opening in [0, 1] per video frame from the speech loudness around that frame."""
+    hop = sr / fps
+    rms = np.array([np.sqrt(np.mean(wave[int(i * hop) : int((i + 1) * hop)] ** 2) + 1e-12) for i in range(n_frames)])
+    return np.clip(rms / (np.percentile(rms, 95) + 1e-9), 0, 1)
 
 
 # Vowel formants (Hz): a, e, i, o, u, schwa.

@@ -56,7 +56,7 @@ def load_detector(checkpoint: str | None, device: str = "auto") -> Detector:
     if ckpt is None:
         raise CheckpointError(
             "no checkpoint. Pass --checkpoint DIR (a directory written by `python -m multimodal_df.train`) "
-            f"or set ${CHECKPOINT_ENV}; `bash scripts/demo.sh` trains a small demo model."
+            f"or set ${CHECKPOINT_ENV} (the model that ships in multimodal_df/shipped/ is missing from this install)."
         )
     try:
         return Detector.load(ckpt, device)

@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
-# Set everything up, then run the detector on the bundled example clips.
-# Until a trained model ships with the package, this first trains a small demo model on
-# synthetic fixtures (about a minute on 2 CPU cores), so the verdicts show the pipeline working,
-# not real-world accuracy.
+# Set everything up, then run the shipped detector (multimodal_df/shipped/, see MODEL_CARD.md)
+# on the bundled example clips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
