@@ -135,6 +135,10 @@ class FusionConfig:
     lr: float = 0.01
     weight_decay: float = 0.001
     folds: int = 5
+    use_sync: bool = False
+    """Weigh audio-visual sync (mouth motion against speech loudness, ``multimodal_df.sync``). Needs
+    validation clips of people speaking in sync; with ``train.pseudo_fakes`` their audio is also
+    shifted and swapped between clips to make out-of-sync fakes."""
     calibration: Literal["temperature", "platt"] = "temperature"
     threshold_rule: Literal["youden", "fixed"] = "youden"
     threshold: float = 0.5

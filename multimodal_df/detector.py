@@ -31,6 +31,7 @@ from .errors import CheckpointError, MediaError
 from .weights import load_weights, save_weights
 from .fusion.model import Calibration, FusionInputs, LateFusion
 from .outputs import AudioOutput, Prediction, VisionOutput, per_second_segments
+from .sync import SyncOutput, measure_mouth, sync_output
 from .vision.faces import FaceDetector, FaceTrack, resize_square
 from .vision.model import VisionModel
 
@@ -137,6 +138,7 @@ class Detector:
                 "method": self.fusion.method,
                 "vision_dim": self.fusion.vision_dim,
                 "audio_dim": self.fusion.audio_dim,
+                "sync_dim": self.fusion.sync_dim,
                 **_meta_json(self.fusion_meta),
             }
         tmp = d / "config.json.tmp"
@@ -181,7 +183,7 @@ class Detector:
         if cfg.get("fusion"):
             f = cfg["fusion"]
             fusion_cfg = from_dict(FusionConfig, f["config"], "fusion.config")
-            fusion = LateFusion(f["method"], int(f["vision_dim"]), int(f["audio_dim"]), fusion_cfg.hidden)
+            fusion = LateFusion(f["method"], int(f["vision_dim"]), int(f["audio_dim"]), fusion_cfg.hidden, sync_dim=int(f.get("sync_dim", 0)))
             load_weights(fusion, weights("fusion"))
             fm = _meta_from(f)
         return cls(
@@ -238,20 +240,25 @@ class Detector:
         ends = np.minimum(starts + cfg.window_s, max(waveform.size / sample_rate, cfg.window_s))
         return AudioOutput(pooled, float(cal(pooled)), emb.mean(0).numpy(), lg.numpy(), cal(lg.numpy()), starts, ends)
 
-    def fusion_inputs(self, outputs: list[tuple[VisionOutput | None, AudioOutput | None]]) -> FusionInputs:
-        """Stack branch outputs of N items into fusion inputs (zeros + flag 0 where missing)."""
+    @property
+    def uses_sync(self) -> bool:
+        """Whether fusion weighs audio-visual sync (then :meth:`analyze_clip` measures it)."""
+        return self.fusion is not None and self.fusion.sync_dim > 0
+
+    def fusion_inputs(self, outputs: list[tuple[Any, ...]]) -> FusionInputs:
+        """Stack (vision, audio[, sync]) outputs of N items into fusion inputs (zeros + flag 0 where missing)."""
         dv = self.vision.embed_dim if self.vision is not None else 0
         da = self.audio.embed_dim if self.audio is not None else 0
-        return FusionInputs.from_outputs(outputs, dv, da)
+        return FusionInputs.from_outputs(outputs, dv, da, self.fusion.sync_dim if self.fusion is not None else 0)
 
     @torch.inference_mode()
-    def fuse(self, v: VisionOutput | None, a: AudioOutput | None) -> float:
-        """Calibrated P(fake) from whichever branch outputs are present (at least one)."""
+    def fuse(self, v: VisionOutput | None, a: AudioOutput | None, s: SyncOutput | None = None) -> float:
+        """Calibrated P(fake) from whichever outputs are present (at least one branch)."""
         if v is None and a is None:
             raise ValueError("nothing to fuse")
         if self.fusion is None:
             return v.p_fake if v is not None else a.p_fake  # type: ignore[union-attr]
-        x = self.fusion_inputs([(v, a)])
+        x = self.fusion_inputs([(v, a, s)])
         logit = float(self.fusion(*x.tensors(self.device)).float().cpu()[0])
         return float(self.fusion_meta.calibration(logit))
 
@@ -323,8 +330,17 @@ class Detector:
             reasons.append("no audio track" if clip.info.kind != "image" else "a still image has no audio")
         if v is None and a is None:
             raise MediaError("nothing to score: " + "; ".join(reasons))
+        s = None
+        if self.uses_sync and v is not None and a is not None and track is not None and clip.info.kind == "video":
+            t = time.perf_counter()
+            mouth = measure_mouth(clip.info.path, track.landmarks, track.times)
+            s = sync_output(mouth, clip.waveform, clip.sample_rate) if mouth is not None else None  # type: ignore[arg-type]
+            timings["sync"] = time.perf_counter() - t
+            if s is None:
+                pred.notes.append("audio-visual sync not measured: under 2 s of video with a face")
+        pred.sync = s
         t = time.perf_counter()
-        pred.p_fake = self.fuse(v, a)
+        pred.p_fake = self.fuse(v, a, s)
         timings["fusion"] = time.perf_counter() - t
         pred.threshold = self.threshold
         pred.label = "fake" if pred.p_fake >= pred.threshold else "real"

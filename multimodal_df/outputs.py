@@ -79,6 +79,8 @@ class Prediction:
     timings: dict[str, float] = field(default_factory=dict)
     faces: list[dict[str, Any]] = field(default_factory=list)
     """Image mode: every face, ``{"box": [x1, y1, x2, y2], "prob": detector confidence, "p_fake": ...}``."""
+    sync: Any = None
+    """:class:`multimodal_df.sync.SyncOutput` when the detector's fusion weighs audio-visual sync."""
 
     def to_json(self) -> dict[str, Any]:
         """The documented JSON record (``predict --json``, the REST API)."""
@@ -118,6 +120,9 @@ class Prediction:
             "notes": list(self.notes) + (list(self.info.notes) if self.info is not None else []),
             "timings": {k: r(v, 4) for k, v in self.timings.items()},
             "faces": [{"box": [round(float(x), 1) for x in f["box"]], "prob": r(f["prob"]), "p_fake": r(f["p_fake"])} for f in self.faces],
+            "av_sync": None
+            if self.sync is None
+            else {"best_offset_s": r(self.sync.best_offset, 3), "corr_at_zero": r(self.sync.corr_at_zero), "peak_corr": r(self.sync.peak), "seconds": r(self.sync.seconds, 2)},
         }
 
 

@@ -27,6 +27,8 @@ from .decode import decode
 
 SYNC_FPS = 25.0
 """Frame rate of the motion and envelope signals (frames per second)."""
+SYNC_FEATURES = 3
+"""Width of :meth:`SyncOutput.features`."""
 ZERO_TOLERANCE = 0.08
 """Offsets (s) this close to 0 count as in sync."""
 

@@ -35,6 +35,7 @@ from .errors import CheckpointError, ConfigError
 from .weights import load_weights, save_weights
 from .fusion.model import FusionInputs, choose_threshold, fit_calibration, fusion_logits, single_modality_variants, stratified_folds, train_fusion
 from .metrics import clean, expected_calibration_error, roc_auc
+from .sync import SYNC_FEATURES, measure_mouth, shift_audio, swap_audio, sync_output
 from .pseudofakes import AUDIO_GENERATORS, cross_blend, fake_speech, griffin_lim_resynth, landmarks_to_crop, resample, self_blend, standardize_speech
 from .audio.model import create_audio_model
 from .vision.model import create_vision_model
@@ -558,16 +559,39 @@ def train_fusion_stage(cfg: Config, rows: list[ManifestRow], cache: dict[str, Ca
     if vdet is None and adet is None:
         raise ConfigError("fusion: no branch checkpoint found (train --stage vision / audio first, or pass --vision-checkpoint / --audio-checkpoint)")
     valid = [(r, cache[r.path]) for r in rows if r.split == "valid" and not cache[r.path].error]
-    outputs, labels, lv, la = [], [], [], []
+    sr = cfg.decode.sample_rate
+    use_sync = cfg.fusion.use_sync and vdet is not None and adet is not None
+    rng = np.random.default_rng(cfg.train.seed + 3)
+    outputs: list[tuple[Any, ...]] = []
+    labels, lv, la = [], [], []
+    synced = []  # (row, clip, mouth track, vision output): real-audio clips usable for AV pseudo-fakes
     for r, c in valid:
         v = vdet.vision_output(np.asarray(c.crops), c.crop_times, c.num_frames) if vdet and len(c.crops) else None
-        a = adet.audio_output(c.waveform, cfg.decode.sample_rate) if adet else None
+        a = adet.audio_output(c.waveform, sr) if adet else None
         if v is None and a is None:
             continue
-        outputs.append((v, a))
+        s = None
+        if use_sync and v is not None and a is not None and np.abs(c.landmarks).sum() > 0:
+            mouth = measure_mouth(r.path, c.landmarks, c.crop_times)
+            s = sync_output(mouth, c.waveform, sr) if mouth is not None else None  # type: ignore[arg-type]
+            if mouth is not None and r.label == 0:
+                synced.append((r, c, mouth, v))
+        outputs.append((v, a, s))
         labels.append(r.label)
         lv.append(-1 if r.video_label is None else r.video_label)
         la.append(-1 if r.audio_label is None else r.audio_label)
+    if use_sync and cfg.train.pseudo_fakes and len(synced) > 1:
+        # Audio-visual pseudo-fakes from real clips: the audio shifted by 0.3-0.9 s either way, and the
+        # audio of the next clip. Each modality is still real on its own, so both per-modality labels stay 0.
+        for k, (r, c, mouth, v) in enumerate(synced):
+            shifted = shift_audio(c.waveform, sr, float(rng.choice([-1, 1]) * rng.uniform(0.3, 0.9)))  # type: ignore[arg-type]
+            swapped = swap_audio(c.waveform, synced[(k + 1) % len(synced)][1].waveform)  # type: ignore[arg-type]
+            for w in (shifted, swapped):
+                outputs.append((v, adet.audio_output(w, sr), sync_output(mouth, w, sr)))  # type: ignore[union-attr]
+                labels.append(1)
+                lv.append(0)
+                la.append(0)
+        print(f"fusion: {2 * len(synced)} audio-visual pseudo-fakes (shifted, swapped) from {len(synced)} real clips", file=sys.stderr)
     training_data = {
         "manifest": summarize(rows),
         "stage": "fusion",
@@ -579,7 +603,7 @@ def train_fusion_stage(cfg: Config, rows: list[ManifestRow], cache: dict[str, Ca
 
 def fit_fusion_detector(
     cfg: Config,
-    outputs: list[tuple[Any, Any]],
+    outputs: list[tuple[Any, ...]],
     y: np.ndarray,
     y_v: np.ndarray,
     y_a: np.ndarray,
@@ -596,7 +620,8 @@ def fit_fusion_detector(
     audio = adet.audio if adet else None
     if len(y) < 4 or len(np.unique(y)) < 2:
         raise ConfigError(f"fusion: need at least 4 validation clips of both classes (have {len(y)})")
-    x = FusionInputs.from_outputs(outputs, vision.embed_dim if vision else 0, audio.embed_dim if audio else 0)
+    sync_dim = SYNC_FEATURES if cfg.fusion.use_sync and vision is not None and audio is not None else 0
+    x = FusionInputs.from_outputs(outputs, vision.embed_dim if vision else 0, audio.embed_dim if audio else 0, sync_dim)
     fc = cfg.fusion
     k = int(min(fc.folds, np.bincount(y).min()))
     folds = stratified_folds(y, max(2, k), cfg.train.seed)

@@ -22,7 +22,7 @@ def _toy(n: int, seed: int) -> tuple[FusionInputs, np.ndarray, np.ndarray, np.nd
     y = np.maximum(yv, ya)
     v = (yv * 2 - 1) * 2.0 + rng.normal(0, 1, n)
     a = (ya * 2 - 1) * 2.0 + rng.normal(0, 1, n)
-    x = FusionInputs(v, np.c_[v, rng.normal(size=n)], np.ones(n), a, np.c_[a, rng.normal(size=n)], np.ones(n))
+    x = FusionInputs(v, np.c_[v, rng.normal(size=n)], np.ones(n), a, np.c_[a, rng.normal(size=n)], np.ones(n), np.zeros((n, 0)), np.zeros(n))
     return x, y, yv, ya
 
 

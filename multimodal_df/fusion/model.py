@@ -2,7 +2,8 @@
 
 Fusion sees, per item, each branch's raw logit and embedding plus a 0/1 "present" flag; a
 missing modality has zeros and flag 0, so one model serves video+audio, video-only and
-audio-only inputs. Two methods:
+audio-only inputs. Optionally it also sees the audio-visual sync features
+(:meth:`multimodal_df.sync.SyncOutput.features`), which exist only when both modalities do. Two methods:
 
 * ``stacking``: logistic regression on the branch logits with separate weights for each
   presence pattern (both / vision only / audio only) and the presence indicators;
@@ -27,7 +28,8 @@ from torch import nn
 class FusionInputs:
     """Branch outputs for N items (numpy). Embedding widths may be 0 when a branch does not exist.
 
-    ``v_logit`` [N], ``v_emb`` [N, Dv], ``v_present`` [N] in {0, 1}; the same for audio.
+    ``v_logit`` [N], ``v_emb`` [N, Dv], ``v_present`` [N] in {0, 1}; the same for audio;
+    ``s_feat`` [N, S] sync features (S = 0 when fusion does not use sync) and ``s_present`` [N].
     """
 
     v_logit: np.ndarray
@@ -36,21 +38,28 @@ class FusionInputs:
     a_logit: np.ndarray
     a_emb: np.ndarray
     a_present: np.ndarray
+    s_feat: np.ndarray
+    s_present: np.ndarray
 
     def __len__(self) -> int:
         return len(self.v_logit)
 
     @staticmethod
-    def from_outputs(outputs: list[tuple[Any, Any]], vision_dim: int, audio_dim: int) -> "FusionInputs":
-        """Stack N (vision, audio) branch outputs (each with ``.logit`` and ``.embedding``, or None when
-        missing) into fusion inputs: zeros and present-flag 0 where a modality is missing."""
+    def from_outputs(outputs: list[tuple[Any, ...]], vision_dim: int, audio_dim: int, sync_dim: int = 0) -> "FusionInputs":
+        """Stack N (vision, audio[, sync]) outputs (branch outputs with ``.logit`` and ``.embedding``, a
+        sync output with ``.features()``, or None when missing) into fusion inputs: zeros and
+        present-flag 0 where something is missing. Sync is kept only when ``sync_dim`` > 0."""
         n = len(outputs)
-        x = FusionInputs(np.zeros(n), np.zeros((n, vision_dim)), np.zeros(n), np.zeros(n), np.zeros((n, audio_dim)), np.zeros(n))
-        for i, (v, a) in enumerate(outputs):
+        x = FusionInputs(np.zeros(n), np.zeros((n, vision_dim)), np.zeros(n), np.zeros(n), np.zeros((n, audio_dim)), np.zeros(n), np.zeros((n, sync_dim)), np.zeros(n))
+        for i, item in enumerate(outputs):
+            v, a = item[0], item[1]
+            s = item[2] if len(item) > 2 else None
             if v is not None:
                 x.v_logit[i], x.v_emb[i], x.v_present[i] = v.logit, v.embedding, 1.0
             if a is not None:
                 x.a_logit[i], x.a_emb[i], x.a_present[i] = a.logit, a.embedding, 1.0
+            if s is not None and sync_dim and v is not None and a is not None:
+                x.s_feat[i], x.s_present[i] = s.features(), 1.0
         return x
 
     def subset(self, idx: np.ndarray) -> "FusionInputs":
@@ -67,21 +76,22 @@ class FusionInputs:
 class LateFusion(nn.Module):
     """Branch outputs -> fused logit [B]. ``method`` is ``stacking`` or ``mlp``."""
 
-    def __init__(self, method: str, vision_dim: int, audio_dim: int, hidden: int = 64, dropout: float = 0.1) -> None:
+    def __init__(self, method: str, vision_dim: int, audio_dim: int, hidden: int = 64, dropout: float = 0.1, sync_dim: int = 0) -> None:
         super().__init__()
         if method not in ("stacking", "mlp"):
             raise ValueError(f"unknown fusion method {method!r}")
         self.method = method
-        self.vision_dim, self.audio_dim = vision_dim, audio_dim
+        self.vision_dim, self.audio_dim, self.sync_dim = vision_dim, audio_dim, sync_dim
+        n_sync = sync_dim + 1 if sync_dim else 0  # features and their present flag
         # Standardisation of embeddings, fitted on the fusion training data (saved with the model).
         self.register_buffer("v_mu", torch.zeros(vision_dim))
         self.register_buffer("v_sd", torch.ones(vision_dim))
         self.register_buffer("a_mu", torch.zeros(audio_dim))
         self.register_buffer("a_sd", torch.ones(audio_dim))
         if method == "stacking":
-            self.net = nn.Linear(7, 1)
+            self.net = nn.Linear(7 + n_sync, 1)
         else:
-            self.net = nn.Sequential(nn.Linear(vision_dim + audio_dim + 4, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+            self.net = nn.Sequential(nn.Linear(vision_dim + audio_dim + 4 + n_sync, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
 
     def fit_scaler(self, x: FusionInputs) -> None:
         """Set the embedding standardisation from items where each modality is present."""
@@ -99,18 +109,27 @@ class LateFusion(nn.Module):
         a_logit: torch.Tensor,
         a_emb: torch.Tensor,
         a_present: torch.Tensor,
+        s_feat: torch.Tensor | None = None,
+        s_present: torch.Tensor | None = None,
     ) -> torch.Tensor:
         vp, ap = v_present.unsqueeze(1), a_present.unsqueeze(1)
         v, a = v_logit.unsqueeze(1) * vp, a_logit.unsqueeze(1) * ap
         both = vp * ap
+        sync: list[torch.Tensor] = []
+        if self.sync_dim:
+            if s_feat is None or s_present is None:
+                s_feat, s_present = torch.zeros(len(v), self.sync_dim, device=v.device), torch.zeros(len(v), device=v.device)
+            # Sync means nothing once either modality is hidden (modality dropout, missing audio).
+            sp = s_present.unsqueeze(1) * both
+            sync = [s_feat * sp, sp]
         if self.method == "stacking":
             # A logit's weight may differ when it is the only evidence, so each pattern gets its own.
-            feats = torch.cat([v * both, a * both, v * (1 - ap), a * (1 - vp), vp, ap, both], dim=1)
+            feats = torch.cat([v * both, a * both, v * (1 - ap), a * (1 - vp), vp, ap, both, *sync], dim=1)
             return self.net(feats).squeeze(-1)
         logits = torch.cat([v, a, vp, ap], dim=1)
         ve = (v_emb - self.v_mu) / self.v_sd * vp
         ae = (a_emb - self.a_mu) / self.a_sd * ap
-        return self.net(torch.cat([ve, ae, logits], dim=1)).squeeze(-1)
+        return self.net(torch.cat([ve, ae, logits, *sync], dim=1)).squeeze(-1)
 
 
 def _known(y_mod: np.ndarray | None, y: np.ndarray) -> np.ndarray:
@@ -161,9 +180,9 @@ def train_fusion(
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = LateFusion(method, x.v_emb.shape[1], x.a_emb.shape[1], hidden)
+    model = LateFusion(method, x.v_emb.shape[1], x.a_emb.shape[1], hidden, sync_dim=x.s_feat.shape[1])
     model.fit_scaler(x)
-    v_logit, v_emb, vp, a_logit, a_emb, ap = x.tensors()
+    v_logit, v_emb, vp, a_logit, a_emb, ap, s_feat, sp = x.tensors()
     yt = torch.as_tensor(y, dtype=torch.float32)
     yv = torch.as_tensor(_known(y_v, y))
     ya = torch.as_tensor(_known(y_a, y))
@@ -177,7 +196,7 @@ def train_fusion(
         drop_a = drop & ~drop_v
         target = torch.where(drop_v, ya, torch.where(drop_a, yv, yt))
         opt.zero_grad()
-        out = model(v_logit, v_emb, vp * (~drop_v).float(), a_logit, a_emb, ap * (~drop_a).float())
+        out = model(v_logit, v_emb, vp * (~drop_v).float(), a_logit, a_emb, ap * (~drop_a).float(), s_feat, sp)
         loss = loss_fn(out, target)
         loss.backward()
         opt.step()
