@@ -152,7 +152,9 @@ def with_trimmed_audio(det: Detector, pred: Prediction, clip: Clip | None) -> Pr
     if pred.error or clip is None or pred.audio is None or clip.waveform is None:
         return pred
     a = det.audio_output(trim_silence(clip.waveform, clip.sample_rate), clip.sample_rate)
-    p = det.fuse(pred.vision, a)
+    # Sync keeps its untrimmed measurement: trimming moves the audio against the video, which sync
+    # would rightly call a shift; this check is about the audio branch's silence shortcut.
+    p = det.fuse(pred.vision, a, pred.sync)
     return dataclasses.replace(pred, audio=a, p_fake=p, label="fake" if p >= det.threshold else "real")
 
 
