@@ -122,3 +122,32 @@ def test_real_only_faces_train_the_vision_branch_with_self_blended_fakes(tmp_pat
     auc = roc_auc(np.r_[np.zeros(6), np.ones(6)], np.r_[real_scores, fake_scores])
     assert auc > 0.8, auc
     assert read_manifest(tmp_path / "real_only.csv")[0].label == 0
+
+
+def test_speech_pseudo_fake_windows_are_balanced_and_drawn_from_every_generator() -> None:
+    import numpy as np
+
+    from multimodal_df.train import SpeechPseudoFakes
+
+    rng = np.random.default_rng(0)
+    reals = [rng.standard_normal(16000 * 3).astype(np.float32) * 0.05 for _ in range(4)]
+    # Stand-in banks: a constant tone per generator, so each fake window says where it came from.
+    banks = {g: [np.full(16000 * 3, v, np.float32)] for g, v in (("espeak", 0.11), ("flite", 0.22))}
+    ds = SpeechPseudoFakes(reals, banks, ["espeak", "flite"], 8000, windows_per_utterance=3, augment=False, seed=0, sample_rate=16000)
+    labels = [int(ds[i][1]) for i in range(len(ds))]
+    assert len(ds) == 24 and labels.count(0) == labels.count(1) == 12
+    seen = {round(float(ds[i][0][0]), 2) for i in range(12, 24) for _ in range(3)}
+    assert seen == {0.11, 0.22}
+    assert all(ds[i][0].shape == (8000,) for i in range(len(ds)))
+
+
+def test_audio_generator_settings_are_checked(tmp_path: Path) -> None:
+    from multimodal_df.config import load_config
+    from multimodal_df.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown generator"):
+        load_config(None, {"train.audio_generators": ["griffin_lim", "wavenet"]})
+    with pytest.raises(ConfigError, match="audio_holdout"):
+        load_config(None, {"train.audio_generators": ["griffin_lim", "espeak"], "train.audio_holdout": "world"})
+    with pytest.raises(ConfigError, match="only generator"):
+        load_config(None, {"train.audio_generators": ["world"], "train.audio_holdout": "world"})
