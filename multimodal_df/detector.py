@@ -39,6 +39,10 @@ FORMAT = "multimodal_df/detector"
 FORMAT_VERSION = 1
 
 
+SILENCE_PEAK = 1e-3
+"""Audio whose peak amplitude stays below this (-60 dBFS) is treated as absent."""
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` picks CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
     if device == "auto":
@@ -320,7 +324,11 @@ class Detector:
             reasons.append("this checkpoint has no vision model")
         else:
             reasons.append("no video stream" if clip.info.kind == "audio" else "no frames")
-        if self.audio is not None and clip.has_audio:
+        silent = clip.has_audio and float(np.abs(clip.waveform).max()) < SILENCE_PEAK  # type: ignore[arg-type]
+        if self.audio is not None and clip.has_audio and silent:
+            # A muted track carries no voice to judge; scoring it would be a guess on a constant input.
+            reasons.append("the audio track is silent")
+        elif self.audio is not None and clip.has_audio:
             t = time.perf_counter()
             a = self.audio_output(clip.waveform, clip.sample_rate)
             timings["audio"] = time.perf_counter() - t

@@ -49,6 +49,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (d / "trunc.mp4").write_bytes(data[: len(data) // 3])
     m["truncated"] = d / "trunc.mp4"
     m["silent_video_no_face"] = write_mp4(d / "blank.mp4", np.zeros((10, 64, 64, 3), np.uint8), 10, None)
+    # A face video whose audio track is digitally silent (muted): no voice to judge.
+    m["muted"] = write_mp4(d / "muted.mp4", render_frames(FixtureSpec(seed=112))[0], 10, np.zeros(32000, np.float32))
     return m
 
 
@@ -71,7 +73,7 @@ def test_json_schema_and_verdicts(detector_dir: Path, media: dict[str, Path]) ->
 
 @pytest.mark.parametrize(
     "name, vision, audio",
-    [("no_audio", True, False), ("no_face", False, True), ("audio_only", False, True), ("image", True, False), ("rotated", True, True), ("odd_size", True, True), ("tiny_no_face", False, True)],
+    [("no_audio", True, False), ("no_face", False, True), ("audio_only", False, True), ("image", True, False), ("rotated", True, True), ("odd_size", True, True), ("tiny_no_face", False, True), ("muted", True, False)],
 )
 def test_missing_modalities_give_a_defined_result(detector_dir: Path, media: dict[str, Path], name: str, vision: bool, audio: bool) -> None:
     code, lines = run([str(media[name]), "--checkpoint", str(detector_dir), "--json", "--device", "cpu"])
@@ -79,6 +81,8 @@ def test_missing_modalities_give_a_defined_result(detector_dir: Path, media: dic
     assert code == 0 and rec["error"] is None, rec
     assert (rec["modalities"]["vision"] is not None) == vision
     assert (rec["modalities"]["audio"] is not None) == audio
+    if name == "muted":
+        assert any("audio track is silent" in n for n in rec["notes"])
     if name in ("rotated", "odd_size"):
         # The face is found upright in every frame (a sideways face is missed); the tiny fixture
         # model's verdict on frame sizes it never saw is not what this checks.
