@@ -68,6 +68,19 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     return float(total)
 
 
+def auc_by_kind(scores: np.ndarray, kinds: list[str] | np.ndarray) -> dict[str, dict[str, Any]]:
+    """AUC of the "real" items against the items of each other kind: ``{kind: {"auc", "n"}}`` for every
+    kind but "real", whose count is under ``"real"``. Scores: P(fake) or logits [N]; kinds [N]."""
+    k = np.asarray(kinds)
+    p = np.asarray(scores)
+    real = k == "real"
+    out: dict[str, dict[str, Any]] = {"real": {"n": int(real.sum())}}
+    for g in sorted(set(k.tolist()) - {"real"}):
+        sel = real | (k == g)
+        out[g] = {"auc": roc_auc((k[sel] != "real").astype(int), p[sel]), "n": int((k == g).sum())}
+    return out
+
+
 def threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
     """Accuracy, precision, recall, F1 and the confusion matrix at ``threshold`` (fake = positive)."""
     y = np.asarray(y).astype(int)

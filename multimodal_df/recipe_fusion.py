@@ -18,7 +18,7 @@ import numpy as np
 from .config import Config, load_config, parse_override
 from .data import assign_splits, prepare, read_manifest
 from .detector import Detector, resolve_device
-from .metrics import clean, expected_calibration_error, roc_auc
+from .metrics import auc_by_kind, clean, expected_calibration_error, roc_auc
 from .outputs import AudioOutput, VisionOutput
 
 
@@ -35,21 +35,23 @@ def _split(manifest: Path, cfg: Config, cache_dir: Path, device: str, split: str
     return [(r, cache[r.path]) for r in picked if not cache[r.path].error]
 
 
-def branch_outputs(out: Path, faces_csv: Path, speech_csv: Path, cfg: Config, device: str, speech_split: str = "valid") -> tuple[list[VisionOutput], list[str], list[AudioOutput], list[str]]:
-    """Vision outputs and kinds for the validation face clips and their pseudo-fakes; audio outputs
-    and kinds for the ``speech_split`` utterances and one fake per generator (all generators)."""
-    from .train import speech_validation_items, vision_validation_sets
+def face_outputs(out: Path, faces_csv: Path, cfg: Config, det: Detector, device: str) -> tuple[list[VisionOutput], list[str]]:
+    """Vision outputs of ``det`` and kinds for the validation face clips and their pseudo-fakes."""
+    from .train import vision_validation_sets
 
-    vdet = Detector.load(out / "vision", device)
-    adet = Detector.load(out / "audio", device)
     faces = _split(faces_csv, cfg, out / "cache" / "faces", device, "valid")
-    sets, vkinds = vision_validation_sets(cfg, faces, True)
-    vouts = [vdet.vision_output(c, t, n) for c, t, n, _ in sets]
-    speech = _split(speech_csv, cfg, out / "cache" / "speech", device, speech_split)
+    sets, kinds = vision_validation_sets(cfg, faces, True)
+    return [det.vision_output(c, t, n) for c, t, n, _ in sets], kinds  # type: ignore[misc]
+
+
+def speech_outputs(out: Path, speech_csv: Path, cfg: Config, det: Detector, device: str, split: str = "valid") -> tuple[list[AudioOutput], list[str]]:
+    """Audio outputs of ``det`` and kinds for the ``split`` utterances and one fake per generator (all generators)."""
+    from .train import speech_validation_items
+
+    speech = _split(speech_csv, cfg, out / "cache" / "speech", device, split)
     # Another seed for the test speakers' fakes: they are new utterances anyway, and nothing is reused.
-    waves, akinds = speech_validation_items(cfg, speech, out / "cache" / "speech" / "pseudo_audio", seed_offset=1 if speech_split == "valid" else 2)
-    aouts = [adet.audio_output(w, cfg.decode.sample_rate) for w in waves]
-    return vouts, vkinds, aouts, akinds  # type: ignore[return-value]
+    waves, kinds = speech_validation_items(cfg, speech, out / "cache" / "speech" / "pseudo_audio", seed_offset=1 if split == "valid" else 2)
+    return [det.audio_output(w, cfg.decode.sample_rate) for w in waves], kinds  # type: ignore[misc]
 
 
 def composites(vkinds: list[str], akinds: list[str], exclude: set[str], per_real: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -84,12 +86,13 @@ def fuse_composites(out: Path, faces_csv: Path, speech_csv: Path, config: str, o
     from .train import fit_fusion_detector
 
     cfg, dev = _setup(config, overrides, device)
-    vouts, vkinds, aouts, akinds = branch_outputs(out, faces_csv, speech_csv, cfg, dev)
+    vdet = Detector.load(out / "vision", dev)
+    adet = Detector.load(out / "audio", dev)
+    vouts, vkinds = face_outputs(out, faces_csv, cfg, vdet, dev)
+    aouts, akinds = speech_outputs(out, speech_csv, cfg, adet, dev)
     holdout = {cfg.train.audio_holdout} if cfg.train.audio_holdout else set()
     vi, ai, y, ym = composites(vkinds, akinds, holdout, per_real=3, seed=cfg.train.seed)
     outputs = [(vouts[i], aouts[j]) for i, j in zip(vi, ai)]
-    vdet = Detector.load(out / "vision", dev)
-    adet = Detector.load(out / "audio", dev)
     training_data = {
         "stage": "fusion",
         "composites": int(len(y)),
@@ -102,35 +105,27 @@ def fuse_composites(out: Path, faces_csv: Path, speech_csv: Path, config: str, o
     return 0
 
 
-def _auc_table(p: np.ndarray, kinds: list[str]) -> dict[str, Any]:
-    k = np.array(kinds)
-    real = k == "real"
-    res: dict[str, Any] = {"n_real": int(real.sum())}
-    for g in sorted(set(kinds) - {"real"}):
-        sel = real | (k == g)
-        res[g] = {"auc": roc_auc((k[sel] != "real").astype(int), p[sel]), "n": int((k == g).sum())}
-    return res
-
-
 def report(out: Path, faces_csv: Path, speech_csv: Path, config: str, overrides: list[str], device: str) -> int:
     """Write ``OUT/validation.json`` and ``OUT/validation.md`` for the final detector."""
     cfg, dev = _setup(config, overrides, device)
     det = Detector.load(out / "detector", dev)
     holdout = cfg.train.audio_holdout
     res: dict[str, Any] = {"holdout_generator": holdout}
-    vouts, vkinds, aouts, akinds = branch_outputs(out, faces_csv, speech_csv, cfg, dev)
+    # The final detector holds the branch models and their calibrations as trained.
+    vouts, vkinds = face_outputs(out, faces_csv, cfg, det, dev)
+    aouts, akinds = speech_outputs(out, speech_csv, cfg, det, dev)
     pv = np.array([o.p_fake for o in vouts])
     pa = np.array([o.p_fake for o in aouts])
     yv = (np.array(vkinds) != "real").astype(int)
-    res["vision_valid"] = {**_auc_table(pv, vkinds), "ece": expected_calibration_error(yv, pv), "clips": len(vouts)}
+    res["vision_valid"] = {**auc_by_kind(pv, vkinds), "ece": expected_calibration_error(yv, pv), "clips": len(vouts)}
     train_gens = np.array([k != holdout for k in akinds])
     ya = (np.array(akinds) != "real").astype(int)
-    res["audio_valid"] = {**_auc_table(pa, akinds), "ece_training_generators": expected_calibration_error(ya[train_gens], pa[train_gens])}
+    res["audio_valid"] = {**auc_by_kind(pa, akinds), "ece_training_generators": expected_calibration_error(ya[train_gens], pa[train_gens])}
     # Test speakers (LibriSpeech test-other): never seen by any stage.
-    _, _, t_aouts, t_akinds = branch_outputs(out, faces_csv, speech_csv, cfg, dev, speech_split="test")
+    t_aouts, t_akinds = speech_outputs(out, speech_csv, cfg, det, dev, split="test")
     pt = np.array([o.p_fake for o in t_aouts])
     yt = (np.array(t_akinds) != "real").astype(int)
-    res["audio_test_speakers"] = {**_auc_table(pt, t_akinds), "ece": expected_calibration_error(yt, pt)}
+    res["audio_test_speakers"] = {**auc_by_kind(pt, t_akinds), "ece": expected_calibration_error(yt, pt)}
     # Fused: composites of the validation faces with the test speakers' speech (fusion never saw those voices).
     for name, exclude in (("fused_test_composites", {holdout}), ("fused_test_composites_heldout_voice", set(t_akinds) - {"real", holdout})):
         vi, ai, y, ym = composites(vkinds, t_akinds, exclude, per_real=3, seed=cfg.train.seed + 7)
@@ -141,7 +136,7 @@ def report(out: Path, faces_csv: Path, speech_csv: Path, config: str, overrides:
             "auc": roc_auc(y, p),
             "ece": expected_calibration_error(y, p),
             "n": int(len(y)),
-            "by_fake": _auc_table(p, list(kinds)),
+            "by_fake": auc_by_kind(p, list(kinds)),
             "accuracy_at_threshold": float(((p >= thr).astype(int) == y).mean()),
             "threshold": thr,
         }
@@ -173,7 +168,7 @@ def render_markdown(res: dict[str, Any]) -> str:
             if isinstance(v, dict) and "auc" in v:
                 lines.append(f"| {g}{' (held out of training)' if g == h else ''} | {_f(v['auc'])} | {v['n']} |")
         ece = t.get("ece", t.get("ece_training_generators"))
-        lines += ["", f"Real items: {t['n_real']}. ECE: {_f(ece)}.", ""]
+        lines += ["", f"Real items: {t['real']['n']}. ECE: {_f(ece)}.", ""]
     for key, title in (
         ("fused_test_composites", "Fused: validation faces x test speakers, training generators"),
         ("fused_test_composites_heldout_voice", f"Fused: validation faces x test speakers, voice fakes only from the held-out generator ({h})"),
@@ -182,7 +177,7 @@ def render_markdown(res: dict[str, Any]) -> str:
         lines += [f"## {title}", "", f"AUC {_f(t['auc'])}, ECE {_f(t['ece'])}, accuracy {_f(t['accuracy_at_threshold'])} at threshold {_f(t['threshold'])}, n = {t['n']}.", ""]
         lines += ["| fake on | AUC vs real composites | n |", "|---|---|---|"]
         for g, v in t["by_fake"].items():
-            if isinstance(v, dict):
+            if "auc" in v:
                 lines.append(f"| {g} | {_f(v['auc'])} | {v['n']} |")
         lines.append("")
     if res.get("audio_choice"):

@@ -34,7 +34,7 @@ from .detector import BranchMeta, Detector, resolve_device
 from .errors import CheckpointError, ConfigError
 from .weights import load_weights, save_weights
 from .fusion.model import FusionInputs, choose_threshold, fit_calibration, fusion_logits, single_modality_variants, stratified_folds, train_fusion
-from .metrics import clean, expected_calibration_error, roc_auc
+from .metrics import auc_by_kind, clean, expected_calibration_error, roc_auc
 from .sync import SYNC_FEATURES, measure_mouth, shift_audio, swap_audio, sync_output
 from .pseudofakes import AUDIO_GENERATORS, cross_blend, fake_speech, griffin_lim_resynth, landmarks_to_crop, resample, self_blend, standardize_speech
 from .audio.model import create_audio_model
@@ -358,13 +358,10 @@ def _bce(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def _auc_by_kind(z: np.ndarray, kind: np.ndarray) -> dict[str, Any]:
-    """Validation AUC of real items against each kind of fake (``val_auc_<kind>``) and the counts."""
-    out: dict[str, Any] = {"val_counts": {str(k): int((kind == k).sum()) for k in np.unique(kind)}}
-    real = kind == "real"
-    for k in np.unique(kind):
-        if k != "real" and real.any():
-            sel = real | (kind == k)
-            out[f"val_auc_{k}"] = roc_auc((kind[sel] != "real").astype(int), z[sel])
+    """Checkpoint metrics: validation AUC of real items against each kind of fake (``val_auc_<kind>``) and the counts."""
+    table = auc_by_kind(z, kind)
+    out: dict[str, Any] = {"val_counts": {g: v["n"] for g, v in table.items()}}
+    out.update({f"val_auc_{g}": v["auc"] for g, v in table.items() if "auc" in v and table["real"]["n"]})
     return clean(out)
 
 
