@@ -117,9 +117,13 @@ def self_blend(crop: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator
     s = crop.shape[0]
     mask = face_mask(landmarks, s, rng)
     ratio = float(rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0]))
+    return _composite(_jitter(crop, rng), crop, mask, ratio)
+
+
+def _composite(source: np.ndarray, target: np.ndarray, mask: np.ndarray, ratio: float) -> SelfBlend:
+    """``source`` over ``target`` (both [S, S, 3]) through ``mask`` [S, S] scaled by ``ratio``."""
     m = (mask * ratio)[..., None]
-    source = _jitter(crop, rng)
-    out = source * m + crop.astype(np.float32) * (1 - m)
+    out = source * m + target.astype(np.float32) * (1 - m)
     return SelfBlend(np.clip(np.round(out), 0, 255).astype(np.uint8), mask * ratio, ratio)
 
 
@@ -144,9 +148,7 @@ def cross_blend(target: np.ndarray, target_lm: np.ndarray, source: np.ndarray, s
         warped = (warped - w.mean(0)) / (w.std(0) + 1e-3) * t.std(0) + t.mean(0)
     warped = _jitter(np.clip(warped, 0, 255), rng)
     ratio = float(rng.choice([0.5, 0.75, 1.0, 1.0]))
-    m3 = (mask * ratio)[..., None]
-    out = warped * m3 + target.astype(np.float32) * (1 - m3)
-    return SelfBlend(np.clip(np.round(out), 0, 255).astype(np.uint8), mask * ratio, ratio)
+    return _composite(warped, target, mask, ratio)
 
 
 def standardize_speech(wave: np.ndarray, sample_rate: int = 16000, target_rms: float = 0.05) -> np.ndarray:

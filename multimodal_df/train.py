@@ -144,11 +144,8 @@ class WindowDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         w_idx, start = self.index[i]
         wave, label = self.waves[w_idx]
-        if self.augment and len(wave) > self.length:
-            start = int(self.rng.integers(0, len(wave) - self.length + 1))
-        x = np.asarray(wave[start : start + self.length], dtype=np.float32)
-        if len(x) < self.length:
-            x = np.pad(x, (0, self.length - len(x)))
+        jitter = self.augment and len(wave) > self.length
+        x = _window(wave, self.length, None if jitter else start, self.rng)
         if self.augment:
             x = x * self.rng.uniform(0.5, 1.5)
         return torch.from_numpy(np.clip(x, -1, 1)), torch.tensor(float(label))
