@@ -2,7 +2,7 @@
 
     python benchmarks/bench_predict.py [--checkpoint DIR] [--device cpu] [--repeats 3]
 
-Without --checkpoint it times the full-size default architecture (configs/default.yaml:
+Without --checkpoint it times the full-size default architecture (the `default` preset:
 EfficientNet-B0 at 224 px, log-mel CNN + 4-layer wav2vec 2.0, stacking fusion) with random
 weights: speed does not depend on the weights' values. Writes benchmarks/results/predict_<device>.json.
 """
@@ -25,10 +25,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from multimodal_df.config import load_config  # noqa: E402
-from multimodal_df.detector import Detector, resolve_device  # noqa: E402
-from multimodal_df.fusion.model import LateFusion  # noqa: E402
 from multimodal_df.audio.model import create_audio_model  # noqa: E402
+from multimodal_df.config import load_config  # noqa: E402
+from multimodal_df.fusion.model import LateFusion  # noqa: E402
+from multimodal_df.pipeline.detector import Detector, resolve_device  # noqa: E402
 from multimodal_df.vision.model import create_vision_model  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def rss_mb() -> float:
 
 
 def default_detector(device: torch.device) -> Detector:
-    cfg = load_config(ROOT / "configs" / "default.yaml")
+    cfg = load_config("default")
     vision = create_vision_model(cfg.vision)
     audio = create_audio_model(cfg.audio, cfg.decode.sample_rate)
     fusion = LateFusion("stacking", vision.embed_dim, audio.embed_dim)
@@ -56,23 +56,32 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     clip = tmp / "bench.mp4"
     # Rendered in a child process, so this process's peak memory is predict's alone.
-    code = f"from multimodal_df.fixtures import FixtureSpec, make_clip; make_clip({str(clip)!r}, FixtureSpec(seed=1, duration={args.seconds}, width=1280, height=720, fps=25))"
+    code = f"from multimodal_df.testing.fixtures import FixtureSpec, make_clip; make_clip({str(clip)!r}, FixtureSpec(seed=1, duration={args.seconds}, width=1280, height=720, fps=25))"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
     print(f"generated {clip.stat().st_size / 1e6:.1f} MB clip in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     rss0 = rss_mb()
     det = Detector.load(args.checkpoint, str(device)) if args.checkpoint else default_detector(device)
     rss_model = rss_mb()
-    det.analyze(clip)  # warm-up: MTCNN weights, allocator, lazy imports
+    det.predict(clip)  # warm-up: MTCNN weights, allocator, lazy imports
     runs = []
     for _ in range(args.repeats):
-        pred = det.analyze(clip)
+        pred = det.predict(clip)
         assert pred.error is None, pred.error
         runs.append({**pred.timings, "total": pred.seconds})
     stages = ["decode", "faces", "vision", "audio", "fusion", "total"]
     med = {s: statistics.median(r.get(s, 0.0) for r in runs) for s in stages}
     result = {
-        "clip": {"seconds": args.seconds, "width": 1280, "height": 720, "fps": 25, "codec": "h264+aac", "frames_sampled": pred.vision.frames if pred.vision else 0, "faces": pred.vision.faces if pred.vision else 0, "audio_windows": pred.audio.windows if pred.audio else 0},
-        "detector": args.checkpoint or "configs/default.yaml (random weights)",
+        "clip": {
+            "seconds": args.seconds,
+            "width": 1280,
+            "height": 720,
+            "fps": 25,
+            "codec": "h264+aac",
+            "frames_sampled": pred.vision.frames if pred.vision else 0,
+            "faces": pred.vision.faces if pred.vision else 0,
+            "audio_windows": pred.audio.windows if pred.audio else 0,
+        },
+        "detector": args.checkpoint or "the default preset (random weights)",
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
@@ -89,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'stage':8s} median s")
     for s in stages:
         print(f"{s:8s} {med[s]:.3f}")
-    print(f"total / clip length = {result['realtime_factor']:.3f}; peak RSS {result['peak_rss_mb']:.0f} MB; written to {out}")
+    print(
+        f"total / clip length = {result['realtime_factor']:.3f}; peak RSS {result['peak_rss_mb']:.0f} MB; written to {out}"
+    )
     return 0
 
 

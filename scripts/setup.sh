@@ -18,7 +18,9 @@ if [ "$(cat .venv/.setup-stamp 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q $TORCH_PINS
   .venv/bin/python -m pip install -q -e ".[test]"
   # facenet-pytorch's metadata pins torch 2.2 and numpy<2; its code runs fine on the stack above.
-  .venv/bin/python -m pip install -q --no-deps facenet-pytorch==2.6.0
-  .venv/bin/python -c "import facenet_pytorch, torchaudio, transformers, av, multimodal_df" >/dev/null
+  # invisible-watermark's asks for opencv-python beside our opencv-python-headless; its needs
+  # (PyWavelets, numpy, opencv) are in pyproject.toml.
+  .venv/bin/python -m pip install -q --no-deps facenet-pytorch==2.6.0 invisible-watermark==0.2.0
+  .venv/bin/python -c "import facenet_pytorch, imwatermark, c2pa, torchaudio, transformers, av, multimodal_df" >/dev/null
   echo "$want" > .venv/.setup-stamp
 fi

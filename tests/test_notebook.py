@@ -11,18 +11,21 @@ import pytest
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "walkthrough.ipynb"
 
 
-def test_notebook_runs(detector_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_notebook_runs(
+    detector_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     monkeypatch.setenv("MULTIMODAL_DF_CHECKPOINT", str(detector_dir))
-    monkeypatch.chdir(NOTEBOOK.parent.parent)
+    monkeypatch.chdir(tmp_path)
     cells = json.loads(NOTEBOOK.read_text())["cells"]
     scope: dict = {}
     for cell in cells:
         if cell["cell_type"] == "code":
-            exec(compile("".join(cell["source"]), f"{NOTEBOOK.name}", "exec"), scope)  # noqa: S102
+            exec(compile("".join(cell["source"]), f"{NOTEBOOK.name}", "exec"), scope)
     out = capsys.readouterr().out
     assert "fused P(fake)" in out and "video only" in out and "audio only" in out
     assert scope["pred"].error is None and scope["pred"].label == "fake"  # the example's face is manipulated
     assert os.environ["MULTIMODAL_DF_CHECKPOINT"] == str(detector_dir)
+    assert (tmp_path / "runs" / "notebook_report" / "report.html").is_file()

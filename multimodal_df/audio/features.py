@@ -9,31 +9,43 @@ import torch
 from torch import nn
 
 
+def window_starts(num_samples: int, length: int, hop: int) -> list[int]:
+    """Start samples of the windows of ``length`` samples every ``hop`` samples over ``num_samples``.
+
+    A clip no longer than one window has one window at 0 (zero-padded by the caller); otherwise a last
+    window is aligned to the end so the tail is covered. Training and inference cut windows with this one rule.
+    """
+    if num_samples <= length:
+        return [0]
+    starts = list(range(0, num_samples - length + 1, max(1, hop)))
+    if starts[-1] + length < num_samples:
+        starts.append(num_samples - length)
+    return starts
+
+
+def window_samples(seconds: float, sample_rate: int) -> int:
+    """Samples in ``seconds`` of audio (at least 1)."""
+    return max(1, int(round(seconds * sample_rate)))
+
+
 def frame_windows(wave: np.ndarray, sample_rate: int, window_s: float, hop_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Cut a mono waveform [T] into windows [W, L] (L = window_s * sample_rate samples).
+    """Cut a mono waveform [T] into windows [W, L] (L = window_s * sample_rate samples) by :func:`window_starts`.
 
     Returns the windows and their start times in seconds [W]. A clip shorter than one window is
-    zero-padded to one window; otherwise a last window is aligned to the end so the tail is covered.
+    zero-padded to one window.
     """
-    length = int(round(window_s * sample_rate))
-    hop = max(1, int(round(hop_s * sample_rate)))
+    length, hop = window_samples(window_s, sample_rate), window_samples(hop_s, sample_rate)
     wave = np.asarray(wave, dtype=np.float32).reshape(-1)
     if wave.size <= length:
         return np.pad(wave, (0, length - wave.size))[None], np.zeros(1)
-    starts = list(range(0, wave.size - length + 1, hop))
-    if starts[-1] + length < wave.size:
-        starts.append(wave.size - length)
+    starts = window_starts(wave.size, length, hop)
     windows = np.stack([wave[s : s + length] for s in starts])
     return windows, np.asarray(starts, dtype=np.float64) / sample_rate
 
 
 def num_windows(num_samples: int, sample_rate: int, window_s: float, hop_s: float) -> int:
     """How many windows :func:`frame_windows` makes for ``num_samples`` samples."""
-    length, hop = int(round(window_s * sample_rate)), max(1, int(round(hop_s * sample_rate)))
-    if num_samples <= length:
-        return 1
-    n = (num_samples - length) // hop + 1
-    return n + int((n - 1) * hop + length < num_samples)
+    return len(window_starts(num_samples, window_samples(window_s, sample_rate), window_samples(hop_s, sample_rate)))
 
 
 class LogMel(nn.Module):
@@ -47,7 +59,9 @@ class LogMel(nn.Module):
         super().__init__()
         import torchaudio
 
-        self.mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=2.0)
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=2.0
+        )
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         # The STFT runs in float32 even under autocast: fp16 power spectra underflow.

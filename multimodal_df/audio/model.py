@@ -2,10 +2,13 @@
 
 Both sub-branches see the same window; their embeddings are concatenated, projected to one
 embedding, and a linear head gives the window's logit. Either sub-branch can be switched off.
+The model owns its windowing and describes itself (:meth:`AudioModel.config`): a checkpoint stores
+the complete wav2vec 2.0 architecture, so loading one never needs a model hub.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -14,7 +17,7 @@ from torch import nn
 
 from ..config import AudioConfig, Wav2VecConfig
 from ..errors import CheckpointError
-from .features import LogMel
+from .features import LogMel, window_samples
 
 
 class MelCNN(nn.Module):
@@ -25,7 +28,12 @@ class MelCNN(nn.Module):
         layers: list[nn.Module] = []
         c_in = 1
         for c_out in channels:
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
             c_in = c_out
         self.net = nn.Sequential(*layers)
         self.out_dim = 2 * c_in
@@ -73,45 +81,53 @@ def wav2vec_hf_config(cfg: Wav2VecConfig) -> dict[str, Any]:
 class Wav2VecBranch(nn.Module):
     """Waveform [B, L] -> pooled embedding [B, 2H] from one wav2vec 2.0 hidden layer.
 
-    Built from ``hf_config`` when given (loading a checkpoint: weights follow), else from
-    ``cfg.pretrained`` (a Hugging Face id or a local directory), else from ``cfg``'s architecture.
+    Built from ``hf_config`` (a transformers ``Wav2Vec2Config`` as a dict: the complete architecture).
+    :meth:`from_pretrained` instead loads weights from a Hugging Face id or a local directory (training only).
     """
 
-    def __init__(self, cfg: Wav2VecConfig, hf_config: dict[str, Any] | None = None) -> None:
+    def __init__(self, hf_config: dict[str, Any], layer: int = -1, encoder: nn.Module | None = None) -> None:
         super().__init__()
         from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-        self.cfg = cfg
-        if hf_config is not None:
-            self.encoder = Wav2Vec2Model(Wav2Vec2Config.from_dict(hf_config))
-        elif cfg.pretrained:
-            try:
-                self.encoder = Wav2Vec2Model.from_pretrained(cfg.pretrained)
-            except (OSError, ValueError) as exc:
-                raise CheckpointError(
-                    f"cannot load wav2vec 2.0 weights {cfg.pretrained!r}: give a local directory with config.json and "
-                    f"model weights, or a Hugging Face id reachable from this machine ({' '.join(str(exc).split())[:200]})"
-                ) from None
-        else:
-            self.encoder = Wav2Vec2Model(Wav2Vec2Config.from_dict(wav2vec_hf_config(cfg)))
+        self.encoder = encoder if encoder is not None else Wav2Vec2Model(Wav2Vec2Config.from_dict(hf_config))
         # LayerDrop skips whole layers in training, and transformers then returns fewer hidden states
         # (none at all when every layer is skipped), so pooling a fixed layer would index past the end.
         self.encoder.config.layerdrop = 0.0
         self.hf_config: dict[str, Any] = self.encoder.config.to_dict()
+        self.layer = layer
+        self.frozen = False
         n_states = self.encoder.config.num_hidden_layers + 1
-        if not -n_states <= cfg.layer < n_states:
-            raise ValueError(f"audio.wav2vec.layer={cfg.layer} but the encoder has {n_states} hidden states")
+        if not -n_states <= layer < n_states:
+            raise ValueError(f"audio.wav2vec.layer={layer} but the encoder has {n_states} hidden states")
         hidden = self.encoder.config.hidden_size
         self.pool = AttentivePool(hidden)
         self.out_dim = 2 * hidden
-        if cfg.freeze:
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str, layer: int = -1) -> Wav2VecBranch:
+        """Load a pretrained encoder (a Hugging Face id, or a local directory with config.json and weights)."""
+        from transformers import Wav2Vec2Model
+
+        try:
+            encoder = Wav2Vec2Model.from_pretrained(name_or_dir)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(
+                f"cannot load wav2vec 2.0 weights {name_or_dir!r}: give a local directory with config.json and "
+                f"model weights, or a Hugging Face id reachable from this machine ({' '.join(str(exc).split())[:200]})"
+            ) from None
+        return cls(encoder.config.to_dict(), layer, encoder)
+
+    def freeze(self, whole: bool, feature_encoder: bool) -> None:
+        """Training: freeze the whole encoder (only pooling and heads train) or just its convolutional front end."""
+        if whole:
             self.encoder.requires_grad_(False)
-        elif cfg.freeze_feature_encoder:
+            self.frozen = True
+        elif feature_encoder:
             self.encoder.freeze_feature_encoder()
 
-    def train(self, mode: bool = True) -> "Wav2VecBranch":
+    def train(self, mode: bool = True) -> Wav2VecBranch:
         super().train(mode)
-        if self.cfg.freeze:
+        if self.frozen:
             self.encoder.eval()  # a frozen encoder keeps its dropout and SpecAugment off
         return self
 
@@ -119,40 +135,71 @@ class Wav2VecBranch(nn.Module):
         # wav2vec 2.0 expects zero-mean, unit-variance input per example.
         x = (wave - wave.mean(dim=1, keepdim=True)) / (wave.std(dim=1, keepdim=True) + 1e-5)
         out = self.encoder(x, output_hidden_states=True)
-        return self.pool(out.hidden_states[self.cfg.layer])
+        return self.pool(out.hidden_states[self.layer])
+
+
+@dataclass
+class AudioArgs:
+    """Everything that defines a speech model's architecture and input (what a checkpoint stores)."""
+
+    sample_rate: int = 16000
+    window_s: float = 2.0
+    """Window length scored at once, seconds."""
+    hop_s: float = 1.0
+    n_fft: int = 400
+    hop_length: int = 160
+    n_mels: int = 64
+    use_mel: bool = True
+    mel_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    embed_dim: int = 128
+    dropout: float = 0.2
+    wav2vec: dict[str, Any] | None = None
+    """The wav2vec 2.0 encoder's complete transformers config, or None without that sub-branch."""
+    wav2vec_layer: int = -1
 
 
 class AudioModel(nn.Module):
     """Scores audio windows.
 
-    ``forward(wave)``: float [B, L] at 16 kHz in [-1, 1] -> (embedding [B, E], logit [B]).
+    ``forward(wave)``: float [B, L] at ``sample_rate`` in [-1, 1] -> (embedding [B, E], logit [B]).
     """
 
-    def __init__(self, cfg: AudioConfig, sample_rate: int = 16000, wav2vec_hf: dict[str, Any] | None = None) -> None:
+    def __init__(self, args: AudioArgs, wav2vec: Wav2VecBranch | None = None) -> None:
         super().__init__()
-        if not cfg.use_mel and not cfg.wav2vec.enabled:
+        if not args.use_mel and args.wav2vec is None:
             raise ValueError("audio: enable at least one of use_mel and wav2vec.enabled")
-        self.cfg = cfg
-        self.sample_rate = sample_rate
+        self.args = args
+        self.sample_rate = args.sample_rate
         dims = 0
         self.logmel: LogMel | None = None
         self.mel_cnn: MelCNN | None = None
         self.wav2vec: Wav2VecBranch | None = None
-        if cfg.use_mel:
-            self.logmel = LogMel(sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels)
-            self.mel_cnn = MelCNN(cfg.mel_channels)
+        if args.use_mel:
+            self.logmel = LogMel(args.sample_rate, args.n_fft, args.hop_length, args.n_mels)
+            self.mel_cnn = MelCNN(args.mel_channels)
             dims += self.mel_cnn.out_dim
-        if cfg.wav2vec.enabled:
-            self.wav2vec = Wav2VecBranch(cfg.wav2vec, wav2vec_hf)
+        if args.wav2vec is not None:
+            self.wav2vec = wav2vec if wav2vec is not None else Wav2VecBranch(args.wav2vec, args.wav2vec_layer)
             dims += self.wav2vec.out_dim
-        self.proj = nn.Sequential(nn.Linear(dims, cfg.embed_dim), nn.ReLU(inplace=True))
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(cfg.embed_dim, 1)
-        self.embed_dim = cfg.embed_dim
+        self.proj = nn.Sequential(nn.Linear(dims, args.embed_dim), nn.ReLU(inplace=True))
+        self.dropout = nn.Dropout(args.dropout)
+        self.head = nn.Linear(args.embed_dim, 1)
+        self.embed_dim = args.embed_dim
+
+    def config(self) -> AudioArgs:
+        """The architecture, as a checkpoint stores it (with the wav2vec 2.0 config actually built)."""
+        if self.wav2vec is not None:
+            self.args.wav2vec = self.wav2vec.hf_config
+        return self.args
+
+    @classmethod
+    def from_config(cls, args: AudioArgs) -> AudioModel:
+        """A model of the architecture ``args`` (weights untrained: load them next). Never reaches a model hub."""
+        return cls(args)
 
     @property
     def window_samples(self) -> int:
-        return int(round(self.cfg.window_s * self.sample_rate))
+        return window_samples(self.args.window_s, self.sample_rate)
 
     def features(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
         """Intermediate representations, for explanations: ``logmel`` [B, M, F] when the mel path is on."""
@@ -173,11 +220,36 @@ class AudioModel(nn.Module):
         """float windows [W, L] -> tensor on ``device``."""
         return torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(device)
 
-    def extra_config(self) -> dict[str, Any]:
-        """What a checkpoint must store beyond ``AudioConfig`` to rebuild this model offline."""
-        return {"wav2vec_hf": self.wav2vec.hf_config if self.wav2vec is not None else None}
+
+def audio_args(cfg: AudioConfig, sample_rate: int = 16000, wav2vec: dict[str, Any] | None = None) -> AudioArgs:
+    """The architecture a config asks for; ``wav2vec`` is the encoder's transformers config when it is enabled."""
+    return AudioArgs(
+        sample_rate=sample_rate,
+        window_s=cfg.window_s,
+        hop_s=cfg.hop_s,
+        n_fft=cfg.n_fft,
+        hop_length=cfg.hop_length,
+        n_mels=cfg.n_mels,
+        use_mel=cfg.use_mel,
+        mel_channels=list(cfg.mel_channels),
+        embed_dim=cfg.embed_dim,
+        dropout=cfg.dropout,
+        wav2vec=wav2vec,
+        wav2vec_layer=cfg.wav2vec.layer,
+    )
 
 
 def create_audio_model(cfg: AudioConfig, sample_rate: int = 16000) -> AudioModel:
-    """Build the audio model; a pretrained wav2vec 2.0 is loaded from ``cfg.wav2vec.pretrained`` when set."""
-    return AudioModel(cfg, sample_rate)
+    """Build the speech model a config describes (for training): a pretrained wav2vec 2.0 is loaded from
+    ``cfg.wav2vec.pretrained`` when set, else the encoder is built from the config's architecture; freezing applied."""
+    w = cfg.wav2vec
+    if not cfg.use_mel and not w.enabled:
+        raise ValueError("audio: enable at least one of use_mel and wav2vec.enabled")
+    if w.enabled and w.pretrained:
+        branch = Wav2VecBranch.from_pretrained(w.pretrained, w.layer)
+        model = AudioModel(audio_args(cfg, sample_rate, branch.hf_config), branch)
+    else:
+        model = AudioModel(audio_args(cfg, sample_rate, wav2vec_hf_config(w) if w.enabled else None))
+    if model.wav2vec is not None:
+        model.wav2vec.freeze(w.freeze, w.freeze_feature_encoder)
+    return model

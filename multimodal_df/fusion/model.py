@@ -1,4 +1,4 @@
-"""Late fusion of branch outputs, probability calibration and the decision threshold.
+"""Late fusion of branch outputs.
 
 Fusion sees, per item, each branch's raw logit and embedding plus a 0/1 "present" flag; a
 missing modality has zeros and flag 0, so one model serves video+audio, video-only and
@@ -15,13 +15,25 @@ have seen every missing-modality pattern they will meet.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
+
+
+class BranchOutput(Protocol):
+    """What fusion reads of a branch's output on one item: the pooled raw logit and the mean embedding [D]."""
+
+    logit: float
+    embedding: np.ndarray
+
+
+class SyncFeatures(Protocol):
+    """What fusion reads of the audio-visual sync measure (:class:`multimodal_df.fusion.sync.SyncOutput`)."""
+
+    def features(self) -> np.ndarray: ...
 
 
 @dataclass
@@ -45,12 +57,29 @@ class FusionInputs:
         return len(self.v_logit)
 
     @staticmethod
-    def from_outputs(outputs: list[tuple[Any, ...]], vision_dim: int, audio_dim: int, sync_dim: int = 0) -> "FusionInputs":
+    def from_outputs(
+        outputs: list[
+            tuple[BranchOutput | None, BranchOutput | None]
+            | tuple[BranchOutput | None, BranchOutput | None, SyncFeatures | None]
+        ],
+        vision_dim: int,
+        audio_dim: int,
+        sync_dim: int = 0,
+    ) -> FusionInputs:
         """Stack N (vision, audio[, sync]) outputs (branch outputs with ``.logit`` and ``.embedding``, a
         sync output with ``.features()``, or None when missing) into fusion inputs: zeros and
         present-flag 0 where something is missing. Sync is kept only when ``sync_dim`` > 0."""
         n = len(outputs)
-        x = FusionInputs(np.zeros(n), np.zeros((n, vision_dim)), np.zeros(n), np.zeros(n), np.zeros((n, audio_dim)), np.zeros(n), np.zeros((n, sync_dim)), np.zeros(n))
+        x = FusionInputs(
+            np.zeros(n),
+            np.zeros((n, vision_dim)),
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros((n, audio_dim)),
+            np.zeros(n),
+            np.zeros((n, sync_dim)),
+            np.zeros(n),
+        )
         for i, item in enumerate(outputs):
             v, a = item[0], item[1]
             s = item[2] if len(item) > 2 else None
@@ -62,25 +91,43 @@ class FusionInputs:
                 x.s_feat[i], x.s_present[i] = s.features(), 1.0
         return x
 
-    def subset(self, idx: np.ndarray) -> "FusionInputs":
+    def subset(self, idx: np.ndarray) -> FusionInputs:
         return FusionInputs(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
 
     @staticmethod
-    def concat(parts: list["FusionInputs"]) -> "FusionInputs":
-        return FusionInputs(*(np.concatenate([getattr(p, f) for p in parts]) for f in FusionInputs.__dataclass_fields__))
+    def concat(parts: list[FusionInputs]) -> FusionInputs:
+        return FusionInputs(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in FusionInputs.__dataclass_fields__)
+        )
 
     def tensors(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
-        return tuple(torch.as_tensor(np.asarray(getattr(self, f), dtype=np.float32), device=device) for f in self.__dataclass_fields__)
+        return tuple(
+            torch.as_tensor(np.asarray(getattr(self, f), dtype=np.float32), device=device)
+            for f in self.__dataclass_fields__
+        )
+
+
+@dataclass
+class FusionArgs:
+    """Everything that defines a fusion model (what a checkpoint stores): the method and its input widths."""
+
+    method: str
+    vision_dim: int
+    audio_dim: int
+    sync_dim: int = 0
+    hidden: int = 64
 
 
 class LateFusion(nn.Module):
     """Branch outputs -> fused logit [B]. ``method`` is ``stacking`` or ``mlp``."""
 
-    def __init__(self, method: str, vision_dim: int, audio_dim: int, hidden: int = 64, dropout: float = 0.1, sync_dim: int = 0) -> None:
+    def __init__(
+        self, method: str, vision_dim: int, audio_dim: int, hidden: int = 64, dropout: float = 0.1, sync_dim: int = 0
+    ) -> None:
         super().__init__()
         if method not in ("stacking", "mlp"):
             raise ValueError(f"unknown fusion method {method!r}")
-        self.method = method
+        self.method, self.hidden = method, hidden
         self.vision_dim, self.audio_dim, self.sync_dim = vision_dim, audio_dim, sync_dim
         n_sync = sync_dim + 1 if sync_dim else 0  # features and their present flag
         # Standardisation of embeddings, fitted on the fusion training data (saved with the model).
@@ -91,11 +138,28 @@ class LateFusion(nn.Module):
         if method == "stacking":
             self.net = nn.Linear(7 + n_sync, 1)
         else:
-            self.net = nn.Sequential(nn.Linear(vision_dim + audio_dim + 4 + n_sync, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+            self.net = nn.Sequential(
+                nn.Linear(vision_dim + audio_dim + 4 + n_sync, hidden),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, 1),
+            )
+
+    def config(self) -> FusionArgs:
+        """The architecture, as a checkpoint stores it."""
+        return FusionArgs(self.method, self.vision_dim, self.audio_dim, self.sync_dim, self.hidden)
+
+    @classmethod
+    def from_config(cls, args: FusionArgs) -> LateFusion:
+        """A fusion model of the architecture ``args`` (weights untrained: load them next)."""
+        return cls(args.method, args.vision_dim, args.audio_dim, args.hidden, sync_dim=args.sync_dim)
 
     def fit_scaler(self, x: FusionInputs) -> None:
         """Set the embedding standardisation from items where each modality is present."""
-        for emb, present, mu, sd in ((x.v_emb, x.v_present, self.v_mu, self.v_sd), (x.a_emb, x.a_present, self.a_mu, self.a_sd)):
+        for emb, present, mu, sd in (
+            (x.v_emb, x.v_present, self.v_mu, self.v_sd),
+            (x.a_emb, x.a_present, self.a_mu, self.a_sd),
+        ):
             rows = emb[present > 0.5]
             if emb.shape[1] and len(rows) > 1:
                 mu.copy_(torch.as_tensor(rows.mean(0), dtype=torch.float32))
@@ -118,7 +182,10 @@ class LateFusion(nn.Module):
         sync: list[torch.Tensor] = []
         if self.sync_dim:
             if s_feat is None or s_present is None:
-                s_feat, s_present = torch.zeros(len(v), self.sync_dim, device=v.device), torch.zeros(len(v), device=v.device)
+                s_feat, s_present = (
+                    torch.zeros(len(v), self.sync_dim, device=v.device),
+                    torch.zeros(len(v), device=v.device),
+                )
             # Sync means nothing once either modality is hidden (modality dropout, missing audio).
             sp = s_present.unsqueeze(1) * both
             sync = [s_feat * sp, sp]
@@ -140,7 +207,9 @@ def _known(y_mod: np.ndarray | None, y: np.ndarray) -> np.ndarray:
     return np.where(y_mod >= 0, y_mod, y).astype(np.float32)
 
 
-def single_modality_variants(x: FusionInputs, y: np.ndarray, y_v: np.ndarray | None = None, y_a: np.ndarray | None = None) -> tuple[FusionInputs, np.ndarray, np.ndarray]:
+def single_modality_variants(
+    x: FusionInputs, y: np.ndarray, y_v: np.ndarray | None = None, y_a: np.ndarray | None = None
+) -> tuple[FusionInputs, np.ndarray, np.ndarray]:
     """``x`` plus, for items with both modalities, a vision-only and an audio-only copy.
 
     A hidden modality cannot be what made the file fake, so a vision-only copy is labelled with
@@ -219,58 +288,3 @@ def stratified_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
         rng.shuffle(idx)
         fold[idx] = np.arange(len(idx)) % k
     return fold
-
-
-@dataclass
-class Calibration:
-    """Maps a logit z to P(fake) = sigmoid(a * z + b). Temperature scaling is b = 0, a = 1 / T."""
-
-    a: float = 1.0
-    b: float = 0.0
-
-    def __call__(self, logit: np.ndarray | float) -> np.ndarray:
-        z = np.asarray(logit, dtype=np.float64) * self.a + self.b
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
-
-
-def fit_calibration(logits: np.ndarray, y: np.ndarray, kind: str = "temperature") -> Calibration:
-    """Fit temperature (``kind='temperature'``) or Platt (``'platt'``) scaling by minimising the NLL."""
-    y = np.asarray(y, dtype=np.float64)
-    if len(y) < 2 or len(np.unique(y)) < 2:
-        return Calibration()
-    z = torch.as_tensor(np.asarray(logits, dtype=np.float64))
-    yt = torch.as_tensor(y)
-    log_a = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    b = torch.zeros((), dtype=torch.float64, requires_grad=kind == "platt")
-    params = [log_a, b] if kind == "platt" else [log_a]
-    opt = torch.optim.LBFGS(params, lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = nn.functional.binary_cross_entropy_with_logits(z * log_a.exp() + b, yt)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    a = float(log_a.detach().exp())
-    if not math.isfinite(a) or not math.isfinite(float(b.detach())):
-        return Calibration()
-    return Calibration(a, float(b.detach()))
-
-
-def choose_threshold(p: np.ndarray, y: np.ndarray, rule: str = "youden", fixed: float = 0.5) -> float:
-    """Decision threshold on P(fake): ``fixed``, or the point maximising TPR - FPR (Youden's J)."""
-    y = np.asarray(y)
-    if rule == "fixed" or len(np.unique(y)) < 2:
-        return float(fixed)
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, thr = roc_curve(y, p)
-    j = tpr - fpr
-    best = int(np.argmax(j))
-    # roc_curve's first threshold is +inf; a threshold strictly inside (0, 1) keeps both labels reachable.
-    t = float(thr[best]) if np.isfinite(thr[best]) else 1.0
-    # Midway between this score and the next lower one generalises better than the score itself.
-    lower = p[p < t]
-    t = (t + float(lower.max())) / 2 if len(lower) else t
-    return float(min(max(t, 1e-6), 1 - 1e-6))

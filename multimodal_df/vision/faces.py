@@ -13,6 +13,7 @@ import numpy as np
 
 from ..config import FaceConfig
 from ..errors import MediaError
+from .crops import square_crop
 
 
 @dataclass
@@ -27,7 +28,7 @@ class Detections:
     landmarks: np.ndarray
 
     @staticmethod
-    def empty() -> "Detections":
+    def empty() -> Detections:
         return Detections(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)))
 
     def __len__(self) -> int:
@@ -55,9 +56,15 @@ class FaceTrack:
         return len(self.frame_index)
 
     @staticmethod
-    def empty(num_frames: int, size: int) -> "FaceTrack":
+    def empty(num_frames: int, size: int) -> FaceTrack:
         return FaceTrack(
-            np.zeros((0, size, size, 3), np.uint8), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)), num_frames
+            np.zeros((0, size, size, 3), np.uint8),
+            np.zeros(0, np.int64),
+            np.zeros(0),
+            np.zeros((0, 4)),
+            np.zeros(0),
+            np.zeros((0, 5, 2)),
+            num_frames,
         )
 
 
@@ -68,29 +75,6 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return float(inter / union) if union > 0 else 0.0
-
-
-def resize_square(image: np.ndarray, size: int) -> np.ndarray:
-    """``image`` uint8 [H, W, 3] resized to [size, size, 3]: area averaging to shrink, bilinear to enlarge."""
-    import cv2
-
-    interp = cv2.INTER_AREA if max(image.shape[:2]) > size else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interp)
-
-
-def square_crop(frame: np.ndarray, box: np.ndarray, margin: float, size: int) -> np.ndarray:
-    """A square crop around ``box`` enlarged by ``margin``, zero-padded at frame edges, resized to ``size``."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    side = max(x2 - x1, y2 - y1) * (1.0 + margin)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    a, b = int(round(cx - side / 2)), int(round(cy - side / 2))
-    s = max(1, int(round(side)))
-    h, w = frame.shape[:2]
-    out = np.zeros((s, s, 3), np.uint8)
-    xa, ya, xb, yb = max(a, 0), max(b, 0), min(a + s, w), min(b + s, h)
-    if xb > xa and yb > ya:
-        out[ya - b : yb - b, xa - a : xb - a] = frame[ya:yb, xa:xb]
-    return resize_square(out, size)
 
 
 def link_score(a: np.ndarray, b: np.ndarray, min_iou: float, max_shift: float) -> float:
@@ -110,8 +94,8 @@ _MTCNN_CACHE: dict[tuple, object] = {}
 _MTCNN_LOCK = threading.Lock()
 
 
-def _mtcnn(cfg: FaceConfig, device: str):  # noqa: ANN202
-    key = (cfg.min_face_size, tuple(cfg.thresholds), device)
+def _mtcnn(min_face_size: int, thresholds: list[float], device: str):
+    key = (min_face_size, tuple(thresholds), device)
     with _MTCNN_LOCK:
         if key not in _MTCNN_CACHE:
             try:
@@ -121,15 +105,34 @@ def _mtcnn(cfg: FaceConfig, device: str):  # noqa: ANN202
                     "facenet-pytorch is not installed; run `pip install --no-deps facenet-pytorch==2.6.0`"
                 ) from exc
             _MTCNN_CACHE[key] = MTCNN(
-                keep_all=True, min_face_size=cfg.min_face_size, thresholds=list(cfg.thresholds), post_process=False, device=device
+                keep_all=True,
+                min_face_size=min_face_size,
+                thresholds=list(thresholds),
+                post_process=False,
+                device=device,
             )
         return _MTCNN_CACHE[key]
+
+
+def _resize(img: np.ndarray, scale: float) -> np.ndarray:
+    import cv2
+
+    if scale >= 1.0:
+        return img
+    h, w = img.shape[:2]
+    return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 class FaceDetector:
     """Detects faces in frames and follows the main one.
 
     ``crop_size`` is the side of the square crops handed to the vision model, in pixels.
+
+    Detection runs on frames downscaled to ``detect_max_side``. A face that is small in a large frame
+    (60-100 px in 1080p is about 20-35 px at 640) is then easily missed, so when that first pass finds a
+    face in fewer than ``small_face_trigger`` of the frames, a second pass looks closer: around the faces
+    it did find, or, when it found none, first in a few frames at up to ``small_face_max_side``, and then
+    at full resolution in a window around those finds in every frame that missed.
     """
 
     def __init__(self, cfg: FaceConfig | None = None, crop_size: int = 224, device: str = "cpu") -> None:
@@ -137,38 +140,76 @@ class FaceDetector:
         self.crop_size = crop_size
         self.device = device
 
-    def detect(self, frames: np.ndarray) -> list[Detections]:
-        """Faces in each frame of uint8 RGB [N, H, W, 3], above ``min_prob``, sorted by confidence."""
-        import cv2
+    def _run(self, images: list[np.ndarray], min_face_size: int) -> list[Detections]:
+        """MTCNN on images of any sizes (full-resolution pixels of each image), batched by equal size."""
+        out: list[Detections] = [Detections.empty() for _ in images]
+        mtcnn = _mtcnn(min_face_size, self.cfg.thresholds, self.device)
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for i, img in enumerate(images):
+            # MTCNN's pyramid needs the image to hold at least one face of the smallest size it looks for.
+            if min(img.shape[:2]) >= max(12, min_face_size):
+                by_size.setdefault(img.shape, []).append(i)
+        for idx in by_size.values():
+            for start in range(0, len(idx), self.cfg.batch_size):
+                part = idx[start : start + self.cfg.batch_size]
+                boxes, probs, lms = mtcnn.detect([images[i] for i in part], landmarks=True)  # type: ignore[attr-defined]
+                for i, b, p, lm in zip(part, boxes, probs, lms):
+                    if b is None:
+                        continue
+                    # facenet-pytorch returns object arrays when some images in the batch have no face.
+                    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+                    p = np.asarray(p, dtype=np.float64).reshape(-1)
+                    lm = np.asarray(lm, dtype=np.float64).reshape(-1, 5, 2)
+                    keep = p >= self.cfg.min_prob
+                    order = np.argsort(-p[keep])
+                    out[i] = Detections(b[keep][order], p[keep][order], lm[keep][order])
+        return out
 
+    def _scaled(self, frames: np.ndarray, scale: float, min_face_size: int) -> list[Detections]:
+        """Detect on frames resized by ``scale``; boxes and landmarks come back in full-resolution pixels."""
+        dets = self._run([_resize(f, scale) for f in frames], min_face_size)
+        return [Detections(d.boxes / scale, d.probs, d.landmarks / scale) for d in dets]
+
+    def detect(self, frames: np.ndarray) -> list[Detections]:
+        """Faces in each frame of uint8 RGB [N, H, W, 3], above ``min_prob``, sorted by confidence; full-resolution pixels."""
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise MediaError(f"expected RGB frames [N, H, W, 3], got shape {tuple(frames.shape)}")
         n, h, w = frames.shape[:3]
         scale = min(1.0, self.cfg.detect_max_side / max(h, w))
-        mtcnn = _mtcnn(self.cfg, self.device)
-        out: list[Detections] = []
-        for start in range(0, n, self.cfg.batch_size):
-            batch = frames[start : start + self.cfg.batch_size]
-            if scale < 1.0:
-                size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-                batch = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in batch])
-            # MTCNN's pyramid stops at 12 px: tiny frames have no detectable face.
-            if min(batch.shape[1:3]) < 12:
-                out.extend(Detections.empty() for _ in batch)
-                continue
-            boxes, probs, lms = mtcnn.detect(list(batch), landmarks=True)  # type: ignore[attr-defined]
-            for b, p, lm in zip(boxes, probs, lms):
-                if b is None:
-                    out.append(Detections.empty())
-                    continue
-                # facenet-pytorch returns object arrays when some frames in the batch have no face.
-                b = np.asarray(b, dtype=np.float64).reshape(-1, 4) / scale
-                p = np.asarray(p, dtype=np.float64).reshape(-1)
-                lm = np.asarray(lm, dtype=np.float64).reshape(-1, 5, 2) / scale
-                keep = p >= self.cfg.min_prob
-                order = np.argsort(-p[keep])
-                out.append(Detections(b[keep][order], p[keep][order], lm[keep][order]))
-        return out
+        dets = self._scaled(frames, scale, self.cfg.min_face_size)
+        found = sum(len(d) > 0 for d in dets)
+        if self.cfg.small_faces and scale < 1.0 and found < self.cfg.small_face_trigger * n:
+            dets = self._look_closer(frames, dets)
+        return dets
+
+    def _look_closer(self, frames: np.ndarray, dets: list[Detections]) -> list[Detections]:
+        """The second pass for small faces (see the class docstring)."""
+        h, w = frames.shape[1:3]
+        boxes = [b for d in dets for b in d.boxes]
+        if not boxes:
+            probe = np.unique(np.linspace(0, len(frames) - 1, self.cfg.small_face_probe_frames).round().astype(int))
+            scale = min(1.0, self.cfg.small_face_max_side / max(h, w))
+            for i, d in zip(probe, self._scaled(frames[probe], scale, self.cfg.small_face_min_size)):
+                dets[i] = d
+            boxes = [b for d in dets for b in d.boxes]
+            if not boxes:
+                return dets
+        # A window around every face found so far, grown by the face's size (faces move between samples).
+        b = np.asarray(boxes)
+        side = float(np.max(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])))
+        x1, y1 = max(0, int(b[:, 0].min() - 1.5 * side)), max(0, int(b[:, 1].min() - 1.5 * side))
+        x2, y2 = min(w, int(b[:, 2].max() + 1.5 * side)), min(h, int(b[:, 3].max() + 1.5 * side))
+        missed = [i for i, d in enumerate(dets) if len(d) == 0]
+        if not missed or x2 - x1 < 12 or y2 - y1 < 12:
+            return dets
+        # Full resolution inside the window, capped so the window's longer side stays at most detect_max_side.
+        scale = min(1.0, self.cfg.detect_max_side / max(x2 - x1, y2 - y1))
+        windows = np.ascontiguousarray(frames[missed, y1:y2, x1:x2])
+        for i, d in zip(missed, self._scaled(windows, scale, self.cfg.small_face_min_size)):
+            if len(d):
+                offset = np.array([x1, y1], dtype=np.float64)
+                dets[i] = Detections(d.boxes + np.tile(offset, 2), d.probs, d.landmarks + offset)
+        return dets
 
     def track(self, frames: np.ndarray | None, times: np.ndarray) -> FaceTrack:
         """The main face track of a clip: detections linked by IoU (or a small centre shift); the

@@ -1,12 +1,15 @@
-"""Face-crop classifier: a torchvision CNN (or a tiny debug CNN) with an embedding and a logit head.
+"""Face-crop classifier: a backbone from the registry (:mod:`.backbones`) with an embedding and a logit head.
 
 Preprocessing is owned by the model: it takes float RGB in [0, 1] and normalises with its own
-mean and std, so exported graphs and callers never have to know them.
+mean and std, so exported graphs and callers never have to know them. The model describes itself
+(:meth:`VisionModel.config`) and is rebuilt from that description (:meth:`VisionModel.from_config`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -14,6 +17,7 @@ from torch import nn
 
 from ..config import VisionConfig
 from ..errors import CheckpointError
+from .backbones import backbone_spec
 
 
 class TinyCNN(nn.Module):
@@ -24,7 +28,12 @@ class TinyCNN(nn.Module):
         layers: list[nn.Module] = []
         c_in = 3
         for c_out in (width, width * 2, width * 4, width * 8):
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.out_dim = c_in
@@ -33,40 +42,33 @@ class TinyCNN(nn.Module):
         return self.features(x).mean(dim=(2, 3))
 
 
-def _strip_classifier(model: nn.Module) -> int:
-    """Replace the last Linear layer of a torchvision classifier with Identity; return its in_features."""
-    last_name, last = None, None
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.Linear):
-            last_name, last = name, mod
-    if last is None or last_name is None:
-        raise ValueError("cannot find a final Linear layer to replace")
-    parent = model
-    *path, leaf = last_name.split(".")
-    for part in path:
-        parent = getattr(parent, part)
-    setattr(parent, leaf, nn.Identity())
-    return int(last.in_features)
+@dataclass
+class VisionArgs:
+    """Everything that defines a face model's architecture and input (what a checkpoint stores)."""
+
+    arch: str
+    input_size: int
+    """Side of the square crops, pixels."""
+    mean: list[float]
+    std: list[float]
+    dropout: float = 0.2
+    pool: Literal["mean", "max", "topk"] = "mean"
+    """How per-crop logits become the video logit."""
+    topk_frac: float = 0.25
 
 
-def build_backbone(arch: str) -> tuple[nn.Module, int]:
-    """A feature extractor by name and its output width: ``tiny_cnn``, ``efficientnet_lite0`` or any torchvision classifier."""
-    if arch == "tiny_cnn":
-        m = TinyCNN()
-        return m, m.out_dim
-    if arch == "efficientnet_lite0":
-        from .efficientnet_lite import EfficientNetLite0
-
-        lite = EfficientNetLite0()
-        return lite, _strip_classifier(lite)
-    import torchvision
-
-    try:
-        m = torchvision.models.get_model(arch, weights=None)
-    except ValueError:
-        names = ", ".join(sorted(torchvision.models.list_models(module=torchvision.models))[:12])
-        raise ValueError(f"unknown vision arch {arch!r}; use tiny_cnn or a torchvision classifier ({names}, ...)") from None
-    return m, _strip_classifier(m)
+def vision_args(cfg: VisionConfig) -> VisionArgs:
+    """The architecture a config asks for, with the backbone's own preprocessing where the config leaves it open."""
+    spec = backbone_spec(cfg.arch)
+    return VisionArgs(
+        arch=cfg.arch,
+        input_size=cfg.input_size or spec.input_size,
+        mean=list(cfg.mean or spec.mean),
+        std=list(cfg.std or spec.std),
+        dropout=cfg.dropout,
+        pool=cfg.pool,
+        topk_frac=cfg.topk_frac,
+    )
 
 
 class VisionModel(nn.Module):
@@ -75,14 +77,27 @@ class VisionModel(nn.Module):
     ``forward(x)``: x float [B, 3, S, S] in [0, 1] -> (embedding [B, D], logit [B]); logit > 0 leans fake.
     """
 
-    def __init__(self, cfg: VisionConfig) -> None:
+    def __init__(self, args: VisionArgs) -> None:
         super().__init__()
-        self.cfg = cfg
-        self.backbone, self.embed_dim = build_backbone(cfg.arch)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.args = args
+        self.backbone, self.embed_dim = backbone_spec(args.arch).build()
+        self.dropout = nn.Dropout(args.dropout)
         self.head = nn.Linear(self.embed_dim, 1)
-        self.register_buffer("mean", torch.tensor(cfg.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(cfg.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(args.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(args.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def config(self) -> VisionArgs:
+        """The architecture, as a checkpoint stores it."""
+        return self.args
+
+    @classmethod
+    def from_config(cls, args: VisionArgs) -> VisionModel:
+        """A model of the architecture ``args`` (weights untrained: load them next)."""
+        return cls(args)
+
+    @property
+    def input_size(self) -> int:
+        return self.args.input_size
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         emb = self.backbone((x - self.mean) / self.std)
@@ -91,15 +106,17 @@ class VisionModel(nn.Module):
     @staticmethod
     def to_input(crops: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
         """uint8 RGB crops [K, S, S, 3] -> float [K, 3, S, S] in [0, 1] on ``device``."""
-        t = torch.from_numpy(np.array(crops, dtype=np.uint8)).to(device)  # a copy: cached crops are read-only memory maps
+        t = torch.from_numpy(np.array(crops, dtype=np.uint8)).to(
+            device
+        )  # a copy: cached crops are read-only memory maps
         return t.permute(0, 3, 1, 2).float().div_(255.0)
 
     def pool(self, logits: torch.Tensor) -> torch.Tensor:
         """Per-crop logits [K] -> one video logit (scalar tensor)."""
-        if self.cfg.pool == "max":
+        if self.args.pool == "max":
             return logits.max()
-        if self.cfg.pool == "topk":
-            k = max(1, int(round(self.cfg.topk_frac * logits.numel())))
+        if self.args.pool == "topk":
+            k = max(1, int(round(self.args.topk_frac * logits.numel())))
             return logits.topk(k).values.mean()
         return logits.mean()
 
@@ -135,14 +152,14 @@ class VisionModel(nn.Module):
             if k2 in own and own[k2].shape == v.shape:
                 matched[k2] = v
         if not matched:
-            raise CheckpointError(f"{path}: no tensor matches the {self.cfg.arch} backbone; wrong architecture?")
+            raise CheckpointError(f"{path}: no tensor matches the {self.args.arch} backbone; wrong architecture?")
         self.backbone.load_state_dict(matched, strict=False)
         return len(matched), len(own) - len(matched)
 
 
 def create_vision_model(cfg: VisionConfig) -> VisionModel:
-    """Build the vision model, loading ``cfg.pretrained_path`` when set."""
-    model = VisionModel(cfg)
+    """Build the vision model a config describes, loading ``cfg.pretrained_path`` when set."""
+    model = VisionModel(vision_args(cfg))
     if cfg.pretrained_path:
         model.load_pretrained(cfg.pretrained_path)
     return model

@@ -1,0 +1,419 @@
+"""Decode a media file into a :class:`Clip`: sampled RGB frames and a 16 kHz mono waveform.
+
+This is the only module that touches FFmpeg (through PyAV). Frames are decoded one at a
+time and only the sampled ones are kept, so memory does not grow with video length; for
+sparse samples the decoder seeks instead of decoding everything in between.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ..config import DecodeConfig
+from ..errors import MediaError
+from .sniff import IMAGE_EXTENSIONS, is_image_head, read_head
+
+MediaKind = Literal["video", "audio", "image"]
+
+# Beyond this gap (seconds) between sampled frames, seeking beats decoding every frame in between.
+_SEEK_GAP_S = 4.0
+# With no known duration (live-style streams), frames are taken at this rate.
+_FALLBACK_FPS = 2.0
+
+
+@dataclass
+class MediaInfo:
+    """What the file is, as read from its container."""
+
+    path: str
+    kind: MediaKind
+    size_bytes: int
+    container: str = ""
+    width: int | None = None
+    """Width of the frames as returned (after rotation), pixels."""
+    height: int | None = None
+    fps: float | None = None
+    rotation: int = 0
+    """Counter-clockwise degrees (0, 90, 180, 270) applied to upright the frames, from the display matrix."""
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    duration: float | None = None
+    """Duration of the whole file, seconds, when the container knows it."""
+    truncated: bool = False
+    """True when only the first ``max_seconds`` were analysed, or the file ended early."""
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DenseFrames:
+    """Grey frames at a fixed rate over the start of a video, for motion measures (audio-visual sync).
+
+    ``frames`` uint8 [T, h, w]; ``times`` [T] seconds; ``scale``: their size over the full frames' size
+    (multiply full-resolution pixel coordinates by it to land in these frames).
+    """
+
+    frames: np.ndarray
+    times: np.ndarray
+    scale: float
+
+
+@dataclass
+class Clip:
+    """Sampled content of one file.
+
+    ``frames``: uint8 RGB, shape [N, H, W, 3], or None for audio-only files.
+    ``frame_times``: seconds from the start, shape [N].
+    ``waveform``: float32 mono in [-1, 1], shape [T] at ``sample_rate``, or None without audio.
+    ``duration``: seconds of the span that was analysed (0 for a still image).
+    """
+
+    frames: np.ndarray | None
+    frame_times: np.ndarray
+    waveform: np.ndarray | None
+    sample_rate: int
+    duration: float
+    info: MediaInfo
+    dense: DenseFrames | None = None
+    """Grey frames at ``dense_fps`` over the first ``dense_seconds``, when :func:`decode` was asked for them."""
+
+    @property
+    def has_video(self) -> bool:
+        return self.frames is not None and len(self.frames) > 0
+
+    @property
+    def has_audio(self) -> bool:
+        return self.waveform is not None and self.waveform.size > 0
+
+
+def check_file(path: str | Path, cfg: DecodeConfig) -> int:
+    """Refuse what cannot be a readable media file before any decoder sees it; return its size."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise MediaError(f"file not found: {p}") from None
+    except OSError as exc:
+        raise MediaError(f"cannot read {p}: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise MediaError(f"{p} is a directory, not a media file")
+    if not stat.S_ISREG(st.st_mode):
+        # FIFOs and devices can block forever or never end.
+        raise MediaError(f"{p} is not a regular file")
+    if st.st_size == 0:
+        raise MediaError("file is empty (0 bytes)")
+    if st.st_size > cfg.max_file_mb * 1024 * 1024:
+        raise MediaError(f"file is {st.st_size / 2**20:.0f} MB, above the {cfg.max_file_mb:.0f} MB limit")
+    if not os.access(p, os.R_OK):
+        raise MediaError(f"no permission to read {p}")
+    return st.st_size
+
+
+@dataclass
+class DenseSpec:
+    """Ask :func:`decode` for :class:`DenseFrames`: ``fps`` over the first ``seconds``, longer side at most ``max_side``."""
+
+    fps: float
+    seconds: float = 10.0
+    max_side: int = 640
+
+
+def decode(path: str | Path, cfg: DecodeConfig | None = None, dense: DenseSpec | None = None) -> Clip:
+    """Decode ``path`` (video, audio or image) into a :class:`Clip`.
+
+    With ``dense``, the same pass over the video also keeps grey frames at a fixed rate over its start
+    (:attr:`Clip.dense`), so motion measures never decode the file a second time.
+    Raises :class:`MediaError` with a one-line reason for anything that cannot be analysed.
+    """
+    cfg = cfg or DecodeConfig()
+    size = check_file(path, cfg)
+    if is_image_head(read_head(path, 16)):
+        return _decode_image(Path(path), size, cfg)
+    if Path(path).suffix.lower() in IMAGE_EXTENSIONS:
+        # FFmpeg would pick a demuxer by extension and fail obscurely; the bytes say it is no image.
+        raise MediaError(
+            f"not a valid image: the content of this {Path(path).suffix} file is not JPEG, PNG, GIF, BMP, TIFF or WebP"
+        )
+    return _decode_av(Path(path), size, cfg, dense)
+
+
+def _decode_image(path: Path, size: int, cfg: DecodeConfig) -> Clip:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > cfg.max_image_pixels:
+                raise MediaError(f"image is {w}x{h}, above the {cfg.max_image_pixels} pixel limit")
+            im = ImageOps.exif_transpose(im)  # phones store portrait photos sideways + an EXIF flag
+            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            fmt = (im.format or path.suffix.lstrip(".")).lower()
+    except MediaError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise MediaError(f"corrupt or unsupported image: {exc}") from None
+    info = MediaInfo(str(path), "image", size, container=fmt, width=rgb.shape[1], height=rgb.shape[0])
+    return Clip(rgb[None], np.zeros(1), None, cfg.sample_rate, 0.0, info)
+
+
+def _av_error(exc: Exception) -> MediaError:
+    msg = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return MediaError(f"not a readable video or audio file ({msg})")
+
+
+def _open(path: Path):
+    import av
+
+    try:
+        return av.open(str(path), mode="r", metadata_errors="ignore")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise _av_error(exc) from None
+
+
+def _main_video_stream(container):
+    for s in container.streams.video:
+        # Cover art in audio files is a one-frame "video" stream flagged as an attached picture.
+        if not (s.disposition & 0x0400):  # AV_DISPOSITION_ATTACHED_PIC
+            return s
+    return None
+
+
+def _container_duration(container, streams) -> float | None:
+    if container.duration is not None and container.duration > 0:
+        return container.duration / 1_000_000
+    best = None
+    for s in streams:
+        if s is not None and s.duration is not None and s.time_base is not None:
+            d = float(s.duration * s.time_base)
+            best = d if best is None else max(best, d)
+    return best
+
+
+def _decode_av(path: Path, size: int, cfg: DecodeConfig, dense: DenseSpec | None = None) -> Clip:
+    container = _open(path)
+    try:
+        vstream = _main_video_stream(container)
+        astream = container.streams.audio[0] if container.streams.audio else None
+        if vstream is None and astream is None:
+            raise MediaError("no video or audio stream in the file")
+        duration = _container_duration(container, [vstream, astream])
+        kind: MediaKind = "video" if vstream is not None else "audio"
+        info = MediaInfo(
+            str(path),
+            kind,
+            size,
+            container=container.format.name,
+            video_codec=vstream.codec_context.name if vstream is not None else None,
+            audio_codec=astream.codec_context.name if astream is not None else None,
+            duration=duration,
+        )
+        if vstream is not None and vstream.average_rate:
+            info.fps = float(vstream.average_rate)
+        span = min(duration, cfg.max_seconds) if duration else None
+        if duration is not None and duration > cfg.max_seconds:
+            info.truncated = True
+            info.notes.append(f"only the first {cfg.max_seconds:g} s of {duration:.1f} s analysed")
+    finally:
+        container.close()
+
+    frames, times, dense_frames = None, np.zeros(0), None
+    if vstream is not None:
+        frames, times, dense_frames = _read_frames(path, span, cfg, info, dense)
+        if frames is None or len(frames) == 0:
+            info.notes.append("video stream has no decodable frames")
+            frames, times = None, np.zeros(0)
+            if astream is None:
+                raise MediaError("video stream has no decodable frames and there is no audio")
+            info.kind = "audio"
+
+    waveform = _read_audio(path, span, cfg, info) if astream is not None else None
+    if waveform is not None and waveform.size == 0:
+        info.notes.append("audio stream has no decodable samples")
+        waveform = None
+        if frames is None:
+            raise MediaError("audio stream has no decodable samples and there is no video")
+
+    analysed = span
+    if analysed is None:
+        # Unknown container duration: measure what was actually decoded.
+        a = waveform.size / cfg.sample_rate if waveform is not None else 0.0
+        v = float(times[-1]) + 1.0 / (info.fps or _FALLBACK_FPS) if len(times) else 0.0
+        analysed = max(a, v)
+    if analysed < cfg.min_seconds:
+        raise MediaError(f"clip is {analysed:.2f} s long; at least {cfg.min_seconds:g} s is needed for a verdict")
+    return Clip(frames, times, waveform, cfg.sample_rate, float(analysed), info, dense_frames)
+
+
+def sample_times(span: float, cfg: DecodeConfig) -> np.ndarray:
+    """Timestamps (seconds) of the frames to sample from a span of ``span`` seconds."""
+    if cfg.fps:
+        n = min(cfg.max_frames, max(1, int(math.floor(span * cfg.fps))))
+        return (np.arange(n) + 0.5) / cfg.fps
+    n = max(1, cfg.num_frames)
+    return (np.arange(n) + 0.5) * span / n
+
+
+def _upright(img: np.ndarray, rotation: int) -> np.ndarray:
+    k = int(round(rotation / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(img, k=k)) if k else img
+
+
+def _dense_targets(span: float | None, dense: DenseSpec | None) -> np.ndarray:
+    if dense is None:
+        return np.zeros(0)
+    horizon = min(span, dense.seconds) if span is not None else dense.seconds
+    n = max(0, int(math.floor(horizon * dense.fps)))
+    return (np.arange(n) + 0.5) / dense.fps
+
+
+def _grey(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    import cv2
+
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    h, w = grey.shape
+    scale = min(1.0, max_side / max(h, w))
+    if scale < 1.0:
+        grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return grey, scale
+
+
+def _read_frames(path: Path, span: float | None, cfg: DecodeConfig, info: MediaInfo, dense: DenseSpec | None = None):
+    """Sampled RGB frames [N, H, W, 3], their times [N], and the optional dense grey frames, in one pass."""
+    import av
+
+    container = _open(path)
+    kept: list[np.ndarray] = []
+    kept_t: list[float] = []
+    grey: list[np.ndarray] = []
+    grey_t: list[float] = []
+    grey_scale = 1.0
+    try:
+        stream = _main_video_stream(container)
+        stream.thread_type = "AUTO"
+        tb = float(stream.time_base) if stream.time_base else None
+        t0 = stream.start_time * tb if (stream.start_time is not None and tb) else 0.0
+        fps = info.fps or 25.0
+        if span is not None:
+            targets = sample_times(span, cfg)
+        else:
+            # Unknown length: sample at a fixed rate until max_frames or max_seconds.
+            rate = cfg.fps or _FALLBACK_FPS
+            targets = (np.arange(cfg.max_frames) + 0.5) / rate
+            targets = targets[targets < cfg.max_seconds]
+        dense_targets = _dense_targets(span, dense)
+        i = j = 0
+        last_pts = last_dense_pts = None
+        decoder = container.decode(stream)
+        pos = 0.0
+        seeked_for = -1
+        while i < len(targets) or j < len(dense_targets):
+            target = float(
+                min(targets[i] if i < len(targets) else np.inf, dense_targets[j] if j < len(dense_targets) else np.inf)
+            )
+            # One seek per target: the keyframe it lands on can still be far before the target
+            # (long GOPs), and seeking again from there would loop forever. The dense targets are
+            # contiguous from the start, so only sparse targets after them ever seek.
+            if tb and j >= len(dense_targets) and target - pos > _SEEK_GAP_S and seeked_for != i:
+                container.seek(int((target + t0) / tb), stream=stream, backward=True)
+                decoder = container.decode(stream)
+                seeked_for = i
+            try:
+                frame = next(decoder)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as exc:
+                # A damaged frame: skip it, keep what decoded. A file that never decodes ends below.
+                info.notes.append(f"damaged video data skipped ({type(exc).__name__})")
+                info.truncated = True
+                break
+            t = (frame.time - t0) if frame.time is not None else pos + 1.0 / fps
+            pos = t
+            if t + 0.5 / fps < target:
+                continue
+            rgb = None
+            if (
+                j < len(dense_targets)
+                and t + 0.5 / fps >= dense_targets[j]
+                and not (frame.pts is not None and frame.pts == last_dense_pts)
+            ):
+                rgb = _upright(frame.to_ndarray(format="rgb24"), frame.rotation or 0)
+                g, grey_scale = _grey(rgb, dense.max_side)  # type: ignore[union-attr]
+                grey.append(g)
+                grey_t.append(max(t, 0.0))
+                last_dense_pts = frame.pts
+                while j < len(dense_targets) and dense_targets[j] <= t + 0.5 / fps:
+                    j += 1
+            if (
+                i < len(targets)
+                and t + 0.5 / fps >= targets[i]
+                and not (frame.pts is not None and frame.pts == last_pts)
+            ):
+                if rgb is None:
+                    rgb = _upright(frame.to_ndarray(format="rgb24"), frame.rotation or 0)
+                info.rotation = int(round(frame.rotation or 0)) % 360
+                kept.append(rgb)
+                kept_t.append(max(t, 0.0))
+                last_pts = frame.pts
+                # One decoded frame may be the nearest to several targets in a low-fps video.
+                while i < len(targets) and targets[i] <= t + 0.5 / fps:
+                    i += 1
+    except av.error.FFmpegError as exc:
+        if not kept:
+            raise _av_error(exc) from None
+        info.truncated = True
+    finally:
+        container.close()
+    dense_frames = DenseFrames(np.stack(grey), np.asarray(grey_t, dtype=np.float64), grey_scale) if grey else None
+    if not kept:
+        return None, np.zeros(0), dense_frames
+    frames = np.stack(kept)
+    info.height, info.width = int(frames.shape[1]), int(frames.shape[2])
+    return frames, np.asarray(kept_t, dtype=np.float64), dense_frames
+
+
+def _read_audio(path: Path, span: float | None, cfg: DecodeConfig, info: MediaInfo) -> np.ndarray:
+    import av
+
+    limit = int(round((span if span is not None else cfg.max_seconds) * cfg.sample_rate))
+    container = _open(path)
+    chunks: list[np.ndarray] = []
+    got = 0
+    try:
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=cfg.sample_rate)
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                arr = out.to_ndarray().reshape(-1)
+                chunks.append(arr)
+                got += arr.size
+            if got >= limit:
+                break
+        else:
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except av.error.FFmpegError as exc:
+        if not chunks:
+            info.notes.append(f"audio could not be decoded ({type(exc).__name__})")
+            return np.zeros(0, dtype=np.float32)
+        info.truncated = True
+        info.notes.append("damaged audio data; analysed what decoded")
+    finally:
+        container.close()
+    if not chunks:
+        return np.zeros(0, dtype=np.float32)
+    wave = np.concatenate(chunks).astype(np.float32, copy=False)
+    # AAC decoders return a few samples more or less than duration x rate: trim or pad to the span.
+    if span is not None:
+        n = int(round(span * cfg.sample_rate))
+        if wave.size > n:
+            wave = wave[:n]
+        elif 0 < wave.size < n and n - wave.size < cfg.sample_rate // 10:
+            wave = np.pad(wave, (0, n - wave.size))
+    np.clip(wave, -1.0, 1.0, out=wave)
+    return wave

@@ -1,0 +1,310 @@
+"""The detector: decode -> faces / waveform -> branch outputs -> fusion -> calibrated P(fake).
+
+    >>> import multimodal_df as mdf
+    >>> det = mdf.load()                    # the shipped model; mdf.load("runs/x/detector", device="cuda")
+    >>> pred = det.predict("clip.mp4")      # a Prediction; pred.to_json() is the documented record
+    >>> det.explain("clip.mp4").save("report/")
+
+One class runs every checkpoint: one branch (the output of ``train --stage vision`` or ``--stage
+audio``) or both branches and a fusion model. Reading and writing checkpoints is
+:mod:`multimodal_df.pipeline.checkpoint`'s job.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..audio.features import frame_windows
+from ..audio.model import AudioModel
+from ..config import DecodeConfig, FaceConfig
+from ..errors import CheckpointError, MediaError
+from ..fusion.model import FusionInputs, LateFusion
+from ..fusion.sync import DENSE, SyncOutput, measure_mouth, sync_output
+from ..media.decode import Clip, decode
+from ..vision.crops import resize_square
+from ..vision.faces import FaceDetector, FaceTrack
+from ..vision.model import VisionModel
+from .outputs import Analysis, AudioOutput, Prediction, VisionOutput, per_second_segments
+from .schema import BranchMeta
+
+if TYPE_CHECKING:
+    from .explain import Explanation
+
+SILENCE_PEAK = 1e-3
+"""Audio whose peak amplitude stays below this (-60 dBFS) is treated as absent."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    device = str(device)
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but no CUDA GPU is available")
+    return torch.device(device)
+
+
+class Detector:
+    """Runs the whole pipeline on files. Build with :func:`multimodal_df.load` or from trained parts."""
+
+    def __init__(
+        self,
+        decode_cfg: DecodeConfig,
+        face_cfg: FaceConfig,
+        vision: VisionModel | None = None,
+        audio: AudioModel | None = None,
+        fusion: LateFusion | None = None,
+        vision_meta: BranchMeta | None = None,
+        audio_meta: BranchMeta | None = None,
+        fusion_meta: BranchMeta | None = None,
+        training_data: dict[str, Any] | None = None,
+        training_config: dict[str, Any] | None = None,
+        device: str | torch.device = "cpu",
+        batch_size: int = 32,
+    ) -> None:
+        if vision is None and audio is None:
+            raise CheckpointError("a detector needs at least one branch model")
+        if vision is not None and audio is not None and fusion is None:
+            raise CheckpointError("a detector with both branches needs a fusion model (run train --stage fusion)")
+        self.decode_cfg, self.face_cfg = decode_cfg, face_cfg
+        self.vision, self.audio, self.fusion = vision, audio, fusion
+        self.vision_meta = vision_meta or BranchMeta()
+        self.audio_meta = audio_meta or BranchMeta()
+        self.fusion_meta = fusion_meta or BranchMeta()
+        self.training_data = training_data or {}
+        """What the models were trained on (counts, generators), for the record."""
+        self.training_config = training_config
+        """The configuration the models were trained with, for the record; never used to build them."""
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        for m in (vision, audio, fusion):
+            if m is not None:
+                m.to(self.device).eval()
+        self.faces = FaceDetector(face_cfg, vision.input_size if vision is not None else 224, str(self.device))
+
+    # ------------------------------------------------------------------ persistence
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "auto") -> Detector:
+        """Rebuild a detector from a checkpoint directory (validated; no network, no pickle)."""
+        from .checkpoint import load_detector
+
+        return load_detector(directory, device)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write this detector as a checkpoint directory (see :mod:`multimodal_df.pipeline.checkpoint`)."""
+        from .checkpoint import save_detector
+
+        return save_detector(self, directory)
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold on the fused (or single-branch) calibrated P(fake)."""
+        if self.fusion is not None:
+            return self.fusion_meta.threshold
+        return (self.vision_meta if self.vision is not None else self.audio_meta).threshold
+
+    # ------------------------------------------------------------------ branches
+    def _autocast(self):
+        return torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.device.type == "cuda")
+
+    def _batched(self, model: torch.nn.Module, to_input, items: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run ``model`` over ``items`` in batches; returns (embeddings [N, D], logits [N]) on the CPU, float32."""
+        embs, logits = [], []
+        for i in range(0, len(items), self.batch_size):
+            x = to_input(items[i : i + self.batch_size], self.device)
+            with self._autocast():
+                e, lg = model(x)
+            embs.append(e.float().cpu())
+            logits.append(lg.float().cpu())
+        return torch.cat(embs), torch.cat(logits)
+
+    @torch.inference_mode()
+    def vision_output(self, crops: np.ndarray, times: np.ndarray, frames: int) -> VisionOutput | None:
+        """Score face crops uint8 [K, S, S, 3] taken at ``times`` [K]; None when K == 0."""
+        if self.vision is None or len(crops) == 0:
+            return None
+        emb, lg = self._batched(self.vision, VisionModel.to_input, crops)
+        pooled = float(self.vision.pool(lg))
+        cal = self.vision_meta.calibration
+        return VisionOutput(
+            pooled,
+            float(cal(pooled)),
+            emb.mean(0).numpy(),
+            lg.numpy(),
+            cal(lg.numpy()),
+            np.asarray(times, float),
+            frames,
+            len(crops),
+        )
+
+    @torch.inference_mode()
+    def audio_output(self, waveform: np.ndarray | None, sample_rate: int = 16000) -> AudioOutput | None:
+        """Score a mono waveform [T] window by window; None without audio."""
+        if self.audio is None or waveform is None or waveform.size == 0:
+            return None
+        if sample_rate != self.audio.sample_rate:
+            raise MediaError(f"audio at {sample_rate} Hz, the model expects {self.audio.sample_rate} Hz")
+        cfg = self.audio.args
+        windows, starts = frame_windows(waveform, sample_rate, cfg.window_s, cfg.hop_s)
+        emb, lg = self._batched(self.audio, AudioModel.to_input, windows)
+        pooled = float(lg.mean())
+        cal = self.audio_meta.calibration
+        ends = np.minimum(starts + cfg.window_s, max(waveform.size / sample_rate, cfg.window_s))
+        return AudioOutput(pooled, float(cal(pooled)), emb.mean(0).numpy(), lg.numpy(), cal(lg.numpy()), starts, ends)
+
+    @property
+    def uses_sync(self) -> bool:
+        """Whether fusion weighs audio-visual sync (then :meth:`analyze_clip` measures it)."""
+        return self.fusion is not None and self.fusion.sync_dim > 0
+
+    def fusion_inputs(self, outputs: list[tuple[Any, ...]]) -> FusionInputs:  # (vision, audio[, sync]) per item
+        """Stack (vision, audio[, sync]) outputs of N items into fusion inputs (zeros + flag 0 where missing)."""
+        dv = self.vision.embed_dim if self.vision is not None else 0
+        da = self.audio.embed_dim if self.audio is not None else 0
+        return FusionInputs.from_outputs(outputs, dv, da, self.fusion.sync_dim if self.fusion is not None else 0)
+
+    @torch.inference_mode()
+    def fuse(self, v: VisionOutput | None, a: AudioOutput | None, s: SyncOutput | None = None) -> float:
+        """Calibrated P(fake) from whichever outputs are present (at least one branch)."""
+        if v is None and a is None:
+            raise ValueError("nothing to fuse")
+        if self.fusion is None:
+            return v.p_fake if v is not None else a.p_fake  # type: ignore[union-attr]
+        x = self.fusion_inputs([(v, a, s)])
+        logit = float(self.fusion(*x.tensors(self.device)).float().cpu()[0])
+        return float(self.fusion_meta.calibration(logit))
+
+    # ------------------------------------------------------------------ files
+    def track_faces(self, clip: Clip) -> FaceTrack:
+        """The main face track of a decoded clip."""
+        return self.faces.track(clip.frames, clip.frame_times)
+
+    def image_faces(self, image: np.ndarray, pred: Prediction) -> tuple[VisionOutput | None, FaceTrack]:
+        """Image mode: score every face in ``image`` [H, W, 3]; the verdict follows the most suspicious one.
+
+        With no face found, the whole image is scored as one face crop (datasets of generated faces are
+        often tight crops that leave a detector nothing around the face to find).
+        """
+        d, crops = self.faces.faces_in_image(image)
+        boxes, probs, landmarks = d.boxes, d.probs, d.landmarks
+        if len(crops) == 0:
+            h, w = image.shape[:2]
+            crops = resize_square(image, self.faces.crop_size)[None]
+            boxes, probs, landmarks = np.array([[0.0, 0.0, w, h]]), np.array([0.0]), np.zeros((1, 5, 2))
+            pred.notes.append("no face detected: the whole image was scored as a face")
+        outs = [self.vision_output(crops[i : i + 1], np.zeros(1), 1) for i in range(len(crops))]
+        pred.faces = [
+            {"box": b.tolist(), "prob": float(p), "p_fake": o.p_fake}
+            for b, p, o in zip(boxes, probs, outs)
+            if o is not None
+        ]
+        best = int(np.argmax([o.logit for o in outs]))  # type: ignore[union-attr]
+        v = outs[best]
+        if v is not None:
+            v.frames, v.faces = 1, len(outs)
+        # The most suspicious face first: explanations draw the track's leading crops.
+        order = np.r_[best, np.delete(np.arange(len(crops)), best)]
+        n = len(crops)
+        return v, FaceTrack(
+            crops[order], np.zeros(n, np.int64), np.zeros(n), boxes[order], probs[order], landmarks[order], 1
+        )
+
+    def analyze_clip(self, clip: Clip, pred: Prediction | None = None) -> Analysis:
+        """Score an already decoded clip: the prediction, the clip and the face track that was scored.
+
+        Raises :class:`MediaError` when nothing can be scored.
+        """
+        pred = pred or Prediction(path=clip.info.path)
+        pred.info = clip.info
+        timings = pred.timings
+        v = a = None
+        track = None
+        reasons = []
+        if self.vision is not None and clip.has_video and clip.info.kind == "image":
+            t = time.perf_counter()
+            v, track = self.image_faces(clip.frames[0], pred)  # type: ignore[index]
+            timings["faces"] = timings["vision"] = time.perf_counter() - t
+        elif self.vision is not None and clip.has_video:
+            t = time.perf_counter()
+            track = self.track_faces(clip)
+            timings["faces"] = time.perf_counter() - t
+            if len(track) == 0:
+                reasons.append(f"no face found in {track.num_frames} sampled frame(s)")
+            else:
+                t = time.perf_counter()
+                v = self.vision_output(track.crops, track.times, track.num_frames)
+                timings["vision"] = time.perf_counter() - t
+        elif clip.has_video:
+            reasons.append("this checkpoint has no vision model")
+        else:
+            reasons.append("no video stream" if clip.info.kind == "audio" else "no frames")
+        silent = clip.has_audio and float(np.abs(clip.waveform).max()) < SILENCE_PEAK  # type: ignore[arg-type]
+        if self.audio is not None and clip.has_audio and silent:
+            # A muted track carries no voice to judge; scoring it would be a guess on a constant input.
+            reasons.append("the audio track is silent")
+        elif self.audio is not None and clip.has_audio:
+            t = time.perf_counter()
+            a = self.audio_output(clip.waveform, clip.sample_rate)
+            timings["audio"] = time.perf_counter() - t
+        elif clip.has_audio:
+            reasons.append("this checkpoint has no audio model")
+        else:
+            reasons.append("no audio track" if clip.info.kind != "image" else "a still image has no audio")
+        if v is None and a is None:
+            raise MediaError("nothing to score: " + "; ".join(reasons))
+        s = None
+        if self.uses_sync and v is not None and a is not None and track is not None and clip.info.kind == "video":
+            t = time.perf_counter()
+            mouth = measure_mouth(clip.dense, track.landmarks, track.times)
+            s = sync_output(mouth, clip.waveform, clip.sample_rate) if mouth is not None else None  # type: ignore[arg-type]
+            timings["sync"] = time.perf_counter() - t
+            if s is None:
+                pred.notes.append("audio-visual sync not measured: under 2 s of video with a face")
+        pred.sync = s
+        t = time.perf_counter()
+        pred.p_fake = self.fuse(v, a, s)
+        timings["fusion"] = time.perf_counter() - t
+        pred.threshold = self.threshold
+        pred.label = "fake" if pred.p_fake >= pred.threshold else "real"
+        pred.vision, pred.audio = v, a
+        pred.notes.extend(f"{r}: scored without that modality" for r in reasons)
+        pred.segments = per_second_segments(clip.duration, v, a)
+        return Analysis(pred, clip, track)
+
+    def analyze(self, path: str | Path) -> Analysis:
+        """Decode and score one file: the prediction with what explanations need (the decoded clip, the face track).
+
+        Never raises for a bad input: whatever goes wrong with this file is its prediction's ``error``
+        (one line; an unexpected failure is an internal error naming the exception's type).
+        """
+        start = time.perf_counter()
+        pred = Prediction(path=str(path))
+        result = Analysis(pred)
+        try:
+            clip = decode(path, self.decode_cfg, DENSE if self.uses_sync else None)
+            pred.timings["decode"] = time.perf_counter() - start
+            result = self.analyze_clip(clip, pred)
+        except MediaError as exc:
+            pred.error = exc.reason
+        except Exception as exc:
+            pred.error = " ".join(f"internal error: {type(exc).__name__}: {exc}".split())[:300]
+            pred.notes.append(traceback.format_exc(limit=3).splitlines()[-1][:300])
+        pred.seconds = time.perf_counter() - start
+        return result
+
+    def predict(self, path: str | Path) -> Prediction:
+        """The verdict on one file (video, audio or image); see :class:`Prediction` and its ``to_json()``."""
+        return self.analyze(path).prediction
+
+    def explain(self, target: str | Path | Analysis, top_k: int = 4) -> Explanation:
+        """Heat maps, audio evidence and a timeline behind the verdict on a file (or an :class:`Analysis`);
+        ``.save(dir)`` writes them with a self-contained ``report.html``."""
+        from .explain import explain
+
+        return explain(self, target if isinstance(target, Analysis) else self.analyze(target), top_k)

@@ -1,0 +1,1 @@
+"""Pseudo-fakes made from real media, for training on real data only."""

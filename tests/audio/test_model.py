@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from multimodal_df.audio.model import AudioModel, create_audio_model
+from multimodal_df.config import AudioConfig, Wav2VecConfig, load_config
+from multimodal_df.errors import CheckpointError
+
+TINY = load_config("tiny")
+
+
+def with_w2v(**kw: object) -> AudioConfig:
+    return dataclasses.replace(TINY.audio, wav2vec=dataclasses.replace(TINY.audio.wav2vec, **kw))
+
+
+@pytest.mark.parametrize("use_mel, use_w2v", [(True, True), (True, False), (False, True)])
+def test_audio_model_variants(use_mel: bool, use_w2v: bool) -> None:
+    cfg = dataclasses.replace(with_w2v(enabled=use_w2v), use_mel=use_mel)
+    m = create_audio_model(cfg).eval()
+    emb, logit = m(torch.randn(3, m.window_samples) * 0.1)
+    assert emb.shape == (3, cfg.embed_dim) and logit.shape == (3,)
+    assert (m.logmel is not None) == use_mel and (m.wav2vec is not None) == use_w2v
+
+
+def test_model_describes_itself_and_rebuilds_without_a_hub() -> None:
+    m = create_audio_model(TINY.audio).eval()
+    args = m.config()
+    assert isinstance(args.wav2vec, dict) and args.wav2vec["hidden_size"] == TINY.audio.wav2vec.hidden_size
+    again = AudioModel.from_config(args).eval()
+    again.load_state_dict(m.state_dict())
+    x = torch.randn(2, m.window_samples) * 0.1
+    assert torch.allclose(m(x)[1], again(x)[1])
+
+
+def test_wav2vec_layer_choice_and_freezing() -> None:
+    with pytest.raises(ValueError, match="hidden states"):
+        create_audio_model(with_w2v(layer=7))
+    frozen = create_audio_model(with_w2v(freeze=True, layer=1))
+    assert not any(p.requires_grad for p in frozen.wav2vec.encoder.parameters())
+    assert all(p.requires_grad for p in frozen.head.parameters())
+    frozen.train()
+    assert not frozen.wav2vec.encoder.training  # dropout and SpecAugment stay off when frozen
+
+
+def test_wav2vec_from_a_local_pretrained_directory(tmp_path: Path) -> None:
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    from multimodal_df.audio.model import wav2vec_hf_config
+
+    src = Wav2Vec2Model(Wav2Vec2Config.from_dict(wav2vec_hf_config(TINY.audio.wav2vec)))
+    src.save_pretrained(tmp_path / "w2v")
+    m = create_audio_model(
+        dataclasses.replace(
+            TINY.audio, wav2vec=Wav2VecConfig(enabled=True, pretrained=str(tmp_path / "w2v"), freeze=True)
+        )
+    )
+    for (k, a), (_, b) in zip(src.state_dict().items(), m.wav2vec.encoder.state_dict().items()):
+        assert torch.equal(a, b), k
+    with pytest.raises(CheckpointError, match="cannot load wav2vec 2.0 weights"):
+        create_audio_model(
+            dataclasses.replace(TINY.audio, wav2vec=Wav2VecConfig(enabled=True, pretrained=str(tmp_path / "nowhere")))
+        )
+
+
+def test_window_framing_covers_the_tail() -> None:
+    from multimodal_df.audio.features import frame_windows, num_windows
+
+    wave = np.arange(16000 * 3 + 500, dtype=np.float32)
+    w, starts = frame_windows(wave, 16000, 1.0, 0.5)
+    assert w.shape[1] == 16000 and starts[0] == 0 and w[-1, -1] == wave[-1]
+    assert len(w) == num_windows(wave.size, 16000, 1.0, 0.5)
+    short, _ = frame_windows(np.ones(8000, np.float32), 16000, 1.0, 0.5)
+    assert short.shape == (1, 16000) and short[0, 8000:].max() == 0
+
+
+def test_trim_silence_cuts_only_the_edges() -> None:
+    from multimodal_df.audio.features import trim_silence
+
+    sr = 16000
+    speech = (np.sin(np.arange(sr) * 0.05) * 0.5).astype(np.float32)
+    wave = np.concatenate([np.zeros(sr // 2, np.float32), speech, np.zeros(sr // 4, np.float32)])
+    out = trim_silence(wave, sr)
+    assert abs(len(out) - sr) <= 2 * int(0.02 * sr)
+    assert np.abs(out[:320]).max() > 0.01 and np.abs(out[-320:]).max() > 0.01
+    silent = np.zeros(sr, np.float32)
+    assert len(trim_silence(silent, sr)) == sr

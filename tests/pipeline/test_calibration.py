@@ -1,0 +1,53 @@
+"""Calibration: recovers a known temperature, cannot run away on separable validation, bounds what it claims."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from multimodal_df.pipeline.calibration import Calibration, choose_threshold, fit_calibration
+
+
+def test_temperature_and_platt_calibration_recover_the_truth() -> None:
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 3, 20000)
+    y = (rng.random(z.size) < 1 / (1 + np.exp(-z / 2.5))).astype(int)  # true temperature 2.5
+    cal = fit_calibration(z, y, "temperature")
+    assert cal.a == pytest.approx(1 / 2.5, rel=0.05) and cal.b == 0.0
+    y2 = (rng.random(z.size) < 1 / (1 + np.exp(-(0.5 * z - 1.0)))).astype(int)
+    platt = fit_calibration(z, y2, "platt")
+    assert platt.a == pytest.approx(0.5, rel=0.08) and platt.b == pytest.approx(-1.0, abs=0.1)
+
+
+def test_threshold_rules() -> None:
+    p = np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.9])
+    y = np.array([0, 0, 0, 1, 1, 1])
+    t = choose_threshold(p, y, "youden")
+    assert 0.3 < t <= 0.6
+    assert choose_threshold(p, y, "fixed", 0.42) == 0.42
+    assert choose_threshold(p, np.zeros(6), "youden", 0.5) == 0.5
+
+
+@pytest.mark.parametrize("kind", ["temperature", "platt"])
+def test_separable_validation_does_not_saturate(kind: str) -> None:
+    """12 perfectly separated items (the old shipped model's case): no score may print as 0.0000 or 1.0000."""
+    z = np.r_[np.linspace(-30, -10, 6), np.linspace(10, 30, 6)]
+    y = np.r_[np.zeros(6), np.ones(6)]
+    cal = fit_calibration(z, y, kind)
+    assert cal.a < 5  # the old unbounded fit returned a = 464
+    p = cal(np.r_[z, -1e4, 1e4])
+    assert p.min() >= 1 / 8 - 1e-12 and p.max() <= 1 - 1 / 8 + 1e-12  # rule of succession on 6 + 6 items
+    assert round(float(p.min()), 4) > 0 and round(float(p.max()), 4) < 1
+    assert np.all(np.diff(cal(np.linspace(-9, 9, 19))) > 0)  # ranks are kept inside the bounds
+
+
+def test_bounds_loosen_with_more_evidence() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 5000)
+    z = (y * 2 - 1) * 8 + rng.normal(0, 1, 5000)
+    cal = fit_calibration(z, y, "platt")
+    assert cal.p_max > 0.999 and cal.p_min < 0.001
+
+
+def test_old_checkpoints_keep_their_unbounded_calibration() -> None:
+    assert Calibration(2.0, 0.0)(50.0) == pytest.approx(1.0)

