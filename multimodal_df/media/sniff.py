@@ -44,10 +44,12 @@ IMAGE_MAGIC: tuple[tuple[int, bytes, FileType], ...] = (
     (0, b"II*\x00", FileType("image", "tiff", "image/tiff")),
     (0, b"MM\x00*", FileType("image", "tiff", "image/tiff")),
     (8, b"WEBP", FileType("image", "webp", "image/webp")),
+    # Netpbm (PGM / PPM, binary), as old face sets (AT&T) store their photos.
+    *((0, b"P" + k + sep, FileType("image", "netpbm")) for k in (b"5", b"6") for sep in (b"\n", b" ", b"\r", b"\t")),
 )
 """Still-image formats, read with Pillow instead of FFmpeg."""
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".flv", ".ts", ".3gp"}
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".wma"}
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS | AUDIO_EXTENSIONS

@@ -170,7 +170,9 @@ def prefixed(root: str | Path) -> list[ManifestRow]:
         rel = f.relative_to(root)
         domain = rel.parts[0] if len(rel.parts) > 1 else "media"
         source = rest.split("_", 1)[0]
-        rows.append(ManifestRow(str(f.resolve()), int(label == "fake"), None, None, None, f"{domain}:{source}", str(rel)))
+        rows.append(
+            ManifestRow(str(f.resolve()), int(label == "fake"), None, None, None, f"{domain}:{source}", str(rel))
+        )
     if not rows:
         raise ConfigError(f"{root}: no files named real_* or fake_*")
     return rows

@@ -26,7 +26,7 @@ from ..vision.faces import FaceDetector
 from ..vision.model import vision_args
 from .manifests import ManifestRow
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 @dataclass
@@ -131,12 +131,35 @@ def _read_entry(d: Path) -> CachedClip:
     )
 
 
+MIN_PHOTO_FACE = 40
+"""Faces smaller than this (box height, pixels) in a photo are left out of training: a group photo's tiny
+background faces are mostly blur and would teach the model that blur is a face."""
+MAX_PHOTO_FACES = 16
+
+
+def _image_faces(path: str, image: np.ndarray, cfg: Config, detector: FaceDetector) -> CachedClip:
+    """Every face of a photo that is big enough (a group photo gives several people), most confident first.
+    With none, the whole image as one face, as prediction does with tight crops."""
+    d, crops = detector.faces_in_image(image)
+    keep = [i for i in range(len(d)) if d.boxes[i, 3] - d.boxes[i, 1] >= MIN_PHOTO_FACE][:MAX_PHOTO_FACES]
+    if not keep:
+        h, w = image.shape[:2]
+        crop = resize_square(image, crop_size(cfg))
+        return CachedClip(
+            path, crop[None], np.zeros(1), np.array([[0.0, 0.0, w, h]]), np.zeros((1, 5, 2)), 1, None, 0.0
+        )
+    k = np.asarray(keep)
+    return CachedClip(path, crops[k], np.zeros(len(k)), d.boxes[k], d.landmarks[k], 1, None, 0.0)
+
+
 def prepare_one(path: str, cfg: Config, detector: FaceDetector) -> CachedClip:
     """Decode ``path`` and track its main face (no cache involved). Bad files give ``error``, not an exception."""
     try:
         clip = decode(path, cfg.decode, DENSE if cfg.fusion.use_sync else None)
     except MediaError as exc:
         return CachedClip.failed(path, crop_size(cfg), exc.reason)
+    if clip.info.kind == "image":
+        return _image_faces(path, clip.frames[0], cfg, detector)  # type: ignore[index]
     track = detector.track(clip.frames, clip.frame_times)
     if len(track) == 0 and clip.info.kind == "image":
         # As at prediction time: a tight face crop (common in generated-face sets) is scored whole.
