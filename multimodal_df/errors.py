@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 
+def one_line(text: object, limit: int = 300) -> str:
+    """``str(text)`` on one line (runs of whitespace, newlines included, folded to one space), at most ``limit`` characters."""
+    return " ".join(str(text).split())[:limit]
+
+
 class MediaError(Exception):
     """A file that cannot be analysed: missing, empty, corrupt, wrong type, too short, too large."""
 

@@ -27,6 +27,24 @@ _SEEK_GAP_S = 4.0
 # With no known duration (live-style streams), frames are taken at this rate.
 _FALLBACK_FPS = 2.0
 
+MAX_VIDEO_PIXELS = 8192 * 8192
+"""Videos whose frames are larger than this (pixels, as the container declares or the decoder returns) are
+refused before any frame is kept: 8K UHD (7680×4320) passes, a header claiming 65535×65535 does not."""
+FRAME_PIXELS = 3840 * 2160
+"""Sampled frames larger than this (pixels) are scaled down while they are converted to RGB, so a 4K frame is
+kept as it is and an 8K one costs what a 4K one does."""
+KEPT_FRAMES_BYTES = 512 * 2**20
+"""Budget for all sampled RGB frames of one file together (bytes): with many samples the per-frame size shrinks
+below :data:`FRAME_PIXELS` so that N frames never add more than this. 1080p fits up to 64 samples unchanged."""
+MIN_AUDIO_RATE = 1000
+"""Audio sampled slower than this (Hz) holds no voice to judge; it comes from a damaged header, and resampling it to
+16 kHz would multiply each sample by thousands."""
+MAX_AUDIO_FRAME_S = 30.0
+"""One decoded audio frame longer than this (seconds) is damaged data: real frames hold milliseconds."""
+IMAGE_WORK_PIXELS = 4096 * 4096
+"""Still images larger than this (pixels, up to ``DecodeConfig.max_image_pixels``) are decoded at a reduced
+size: JPEGs by the decoder's own DCT scaling (the full-size bitmap never exists), others right after decoding."""
+
 
 @dataclass
 class MediaInfo:
@@ -138,28 +156,71 @@ def decode(path: str | Path, cfg: DecodeConfig | None = None, dense: DenseSpec |
     if Path(path).suffix.lower() in IMAGE_EXTENSIONS:
         # FFmpeg would pick a demuxer by extension and fail obscurely; the bytes say it is no image.
         raise MediaError(
-            f"not a valid image: the content of this {Path(path).suffix} file is not JPEG, PNG, GIF, BMP, TIFF or WebP"
+            f"not a valid image: the content of this {Path(path).suffix} file is not JPEG, PNG, GIF, BMP, TIFF, WebP or PGM/PPM"
         )
     return _decode_av(Path(path), size, cfg, dense)
 
 
 def _decode_image(path: Path, size: int, cfg: DecodeConfig) -> Clip:
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image
 
+    notes: list[str] = []
+    # Pillow's own bomb guard (a warning past MAX_IMAGE_PIXELS, an error past twice that) runs inside Image.open,
+    # before the header check below: it is set to the same limit for the call, so the two never disagree.
+    saved = Image.MAX_IMAGE_PIXELS
     try:
+        Image.MAX_IMAGE_PIXELS = cfg.max_image_pixels
         with Image.open(path) as im:
+            Image.MAX_IMAGE_PIXELS = saved
             w, h = im.size
-            if w * h > cfg.max_image_pixels:
+            if w <= 0 or h <= 0 or w * h > cfg.max_image_pixels:
                 raise MediaError(f"image is {w}x{h}, above the {cfg.max_image_pixels} pixel limit")
-            im = ImageOps.exif_transpose(im)  # phones store portrait photos sideways + an EXIF flag
-            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
             fmt = (im.format or path.suffix.lstrip(".")).lower()
+            rgb = _image_rgb(im, notes)
     except MediaError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise MediaError(f"corrupt or unsupported image: {exc}") from None
-    info = MediaInfo(str(path), "image", size, container=fmt, width=rgb.shape[1], height=rgb.shape[0])
+    except Image.DecompressionBombError:
+        raise MediaError(f"image is larger than the {cfg.max_image_pixels} pixel limit (from its header)") from None
+    except MemoryError:
+        raise MediaError("image is too large to decode in the memory available") from None
+    except Exception as exc:
+        # Pillow's format plugins raise many types (OSError, SyntaxError, struct.error, EOFError, IndexError...)
+        # for damaged data; every one of them means the file is not a usable image.
+        raise MediaError(f"corrupt or unsupported image ({type(exc).__name__}: {exc})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    info = MediaInfo(str(path), "image", size, container=fmt, width=rgb.shape[1], height=rgb.shape[0], notes=notes)
     return Clip(rgb[None], np.zeros(1), None, cfg.sample_rate, 0.0, info)
+
+
+def _image_rgb(im, notes: list[str]) -> np.ndarray:
+    """An opened (not yet loaded) Pillow image as uint8 RGB [H, W, 3], upright from its EXIF orientation, decoded at
+    a reduced size when it has more than :data:`IMAGE_WORK_PIXELS` pixels."""
+    from PIL import ImageOps
+
+    w, h = im.size
+    factor = _reduction(w * h, IMAGE_WORK_PIXELS)
+    if factor > 1:
+        # JPEG decoders scale by 1/2, 1/4 or 1/8 while decoding; asking for exactly that size selects it.
+        im.draft("RGB", (-(-w // factor), -(-h // factor)))
+    im.load()
+    if im.size[0] * im.size[1] > IMAGE_WORK_PIXELS:
+        # reduce() handles the common modes only (not palette or 16-bit ones): RGB first.
+        im = im.convert("RGB").reduce(_reduction(im.size[0] * im.size[1], IMAGE_WORK_PIXELS))
+    if im.size != (w, h):
+        notes.append(f"image of {w}x{h} analysed at {im.size[0]}x{im.size[1]}")
+    # Phones store portrait photos sideways with an EXIF flag. In place, and no conversion of what is already
+    # RGB: each copy of a large image is tens of MB.
+    ImageOps.exif_transpose(im, in_place=True)
+    rgb = np.asarray(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
+        raise MediaError(f"image decoded to an unusable shape {rgb.shape}")
+    return rgb
+
+
+def _reduction(pixels: int, budget: int) -> int:
+    """The smallest integer factor that brings an image of ``pixels`` within ``budget`` when both sides are divided by it."""
+    return max(1, math.ceil(math.sqrt(pixels / budget)))
 
 
 def _av_error(exc: Exception) -> MediaError:
@@ -177,10 +238,36 @@ def _open(path: Path):
 
 
 def _main_video_stream(container):
+    """The first video stream that is not cover art and that this FFmpeg build can decode, or None."""
     for s in container.streams.video:
         # Cover art in audio files is a one-frame "video" stream flagged as an attached picture.
-        if not (s.disposition & 0x0400):  # AV_DISPOSITION_ATTACHED_PIC
+        if not (s.disposition & 0x0400) and s.codec_context is not None:  # AV_DISPOSITION_ATTACHED_PIC
             return s
+    return None
+
+
+def _main_audio_stream(container):
+    """The first audio stream this FFmpeg build can decode, or None."""
+    for s in container.streams.audio:
+        # An unknown codec (a damaged or exotic sample-entry tag) leaves the stream without a codec context.
+        if s.codec_context is not None:
+            return s
+    return None
+
+
+def _undecodable(container) -> list[str]:
+    """Notes for the streams that no decoder in this build can read."""
+    notes = []
+    for kind, streams in (("video", container.streams.video), ("audio", container.streams.audio)):
+        n = sum(s.codec_context is None for s in streams)
+        if n:
+            notes.append(f"{n} {kind} stream(s) with a codec this build cannot decode were ignored")
+    return notes
+
+
+def _frame_size_error(w: int, h: int) -> MediaError | None:
+    if w * h > MAX_VIDEO_PIXELS:
+        return MediaError(f"video frames are {w}x{h}, above the {MAX_VIDEO_PIXELS} pixel limit")
     return None
 
 
@@ -191,7 +278,8 @@ def _container_duration(container, streams) -> float | None:
     for s in streams:
         if s is not None and s.duration is not None and s.time_base is not None:
             d = float(s.duration * s.time_base)
-            best = d if best is None else max(best, d)
+            if math.isfinite(d) and d > 0:  # damaged headers hold negative or absurd values
+                best = d if best is None else max(best, d)
     return best
 
 
@@ -199,9 +287,26 @@ def _decode_av(path: Path, size: int, cfg: DecodeConfig, dense: DenseSpec | None
     container = _open(path)
     try:
         vstream = _main_video_stream(container)
-        astream = container.streams.audio[0] if container.streams.audio else None
+        astream = _main_audio_stream(container)
+        skipped = _undecodable(container)
         if vstream is None and astream is None:
-            raise MediaError("no video or audio stream in the file")
+            raise MediaError(
+                "no video or audio stream this build can decode (unsupported codec)"
+                if skipped
+                else "no video or audio stream in the file"
+            )
+        if vstream is not None:
+            too_big = _frame_size_error(vstream.codec_context.width or 0, vstream.codec_context.height or 0)
+            if too_big is not None:
+                raise too_big
+        rate = astream.codec_context.sample_rate if astream is not None else 0
+        if astream is not None and 0 < rate < MIN_AUDIO_RATE:
+            skipped.append(f"an audio stream at {rate} Hz was ignored (under {MIN_AUDIO_RATE} Hz: a damaged header)")
+            astream = None
+            if vstream is None:
+                raise MediaError(
+                    f"the only audio stream is sampled at {rate} Hz, under the {MIN_AUDIO_RATE} Hz minimum"
+                )
         duration = _container_duration(container, [vstream, astream])
         kind: MediaKind = "video" if vstream is not None else "audio"
         info = MediaInfo(
@@ -212,9 +317,11 @@ def _decode_av(path: Path, size: int, cfg: DecodeConfig, dense: DenseSpec | None
             video_codec=vstream.codec_context.name if vstream is not None else None,
             audio_codec=astream.codec_context.name if astream is not None else None,
             duration=duration,
+            notes=skipped,
         )
-        if vstream is not None and vstream.average_rate:
-            info.fps = float(vstream.average_rate)
+        fps = float(vstream.average_rate) if vstream is not None and vstream.average_rate else 0.0
+        if math.isfinite(fps) and fps > 0:
+            info.fps = fps
         span = min(duration, cfg.max_seconds) if duration else None
         if duration is not None and duration > cfg.max_seconds:
             info.truncated = True
@@ -283,6 +390,43 @@ def _grey(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return grey, scale
 
 
+@dataclass
+class _FrameShape:
+    """The size every sampled frame is converted to, fixed by the first frame kept: frames of a stream that
+    changes size (or rotation) midway still stack, and large frames are scaled down as they are converted
+    to RGB (FFmpeg's scaler), so the full-size RGB frame never exists.
+
+    ``width`` x ``height``: pixels before rotation; ``rotation``: counter-clockwise degrees applied after.
+    """
+
+    width: int
+    height: int
+    rotation: int
+
+    @staticmethod
+    def first(frame, targets: int) -> _FrameShape:
+        """The shape for a stream whose first kept frame is ``frame``, with ``targets`` frames to keep."""
+        w, h = int(frame.width), int(frame.height)
+        too_big = _frame_size_error(w, h)
+        if too_big is not None:
+            raise too_big
+        rotation = int(round(frame.rotation or 0)) % 360
+        budget = min(FRAME_PIXELS, KEPT_FRAMES_BYTES // (3 * max(1, targets)))
+        if w * h <= budget:
+            return _FrameShape(w, h, rotation)
+        scale = math.sqrt(budget / (w * h))
+        # Even sizes: chroma-subsampled pixel formats convert without a half-pixel edge.
+        return _FrameShape(max(2, int(w * scale) & ~1), max(2, int(h * scale) & ~1), rotation)
+
+    def rgb(self, frame) -> np.ndarray:
+        """``frame`` as uint8 RGB [H, W, 3] at this shape, upright."""
+        if (frame.width, frame.height) == (self.width, self.height):
+            arr = frame.to_ndarray(format="rgb24")
+        else:
+            arr = frame.to_ndarray(format="rgb24", width=self.width, height=self.height, interpolation="AREA")
+        return _upright(arr, self.rotation)
+
+
 def _read_frames(path: Path, span: float | None, cfg: DecodeConfig, info: MediaInfo, dense: DenseSpec | None = None):
     """Sampled RGB frames [N, H, W, 3], their times [N], and the optional dense grey frames, in one pass."""
     import av
@@ -293,9 +437,14 @@ def _read_frames(path: Path, span: float | None, cfg: DecodeConfig, info: MediaI
     grey: list[np.ndarray] = []
     grey_t: list[float] = []
     grey_scale = 1.0
+    shape: _FrameShape | None = None
     try:
         stream = _main_video_stream(container)
         stream.thread_type = "AUTO"
+        declared = (stream.codec_context.width or 0) * (stream.codec_context.height or 0)
+        if declared > FRAME_PIXELS:
+            # Frame threads each hold whole frames: a few of them are plenty for frames this large.
+            stream.codec_context.thread_count = 2
         tb = float(stream.time_base) if stream.time_base else None
         t0 = stream.start_time * tb if (stream.start_time is not None and tb) else 0.0
         fps = info.fps or 25.0
@@ -320,9 +469,12 @@ def _read_frames(path: Path, span: float | None, cfg: DecodeConfig, info: MediaI
             # (long GOPs), and seeking again from there would loop forever. The dense targets are
             # contiguous from the start, so only sparse targets after them ever seek.
             if tb and j >= len(dense_targets) and target - pos > _SEEK_GAP_S and seeked_for != i:
-                container.seek(int((target + t0) / tb), stream=stream, backward=True)
-                decoder = container.decode(stream)
                 seeked_for = i
+                try:
+                    container.seek(int((target + t0) / tb), stream=stream, backward=True)
+                    decoder = container.decode(stream)
+                except (av.error.FFmpegError, OverflowError, ValueError):
+                    pass  # damaged timing (an absurd time base or start): go on decoding in order
             try:
                 frame = next(decoder)
             except StopIteration:
@@ -333,30 +485,39 @@ def _read_frames(path: Path, span: float | None, cfg: DecodeConfig, info: MediaI
                 info.truncated = True
                 break
             t = (frame.time - t0) if frame.time is not None else pos + 1.0 / fps
+            if not math.isfinite(t):
+                t = pos + 1.0 / fps
             pos = t
             if t + 0.5 / fps < target:
                 continue
-            rgb = None
-            if (
+            want_dense = (
                 j < len(dense_targets)
                 and t + 0.5 / fps >= dense_targets[j]
                 and not (frame.pts is not None and frame.pts == last_dense_pts)
-            ):
-                rgb = _upright(frame.to_ndarray(format="rgb24"), frame.rotation or 0)
+            )
+            want_sample = (
+                i < len(targets)
+                and t + 0.5 / fps >= targets[i]
+                and not (frame.pts is not None and frame.pts == last_pts)
+            )
+            if not (want_dense or want_sample):
+                continue
+            if shape is None:
+                shape = _FrameShape.first(frame, len(targets))
+                if (shape.width, shape.height) != (frame.width, frame.height):
+                    info.notes.append(
+                        f"frames of {frame.width}x{frame.height} analysed at {shape.width}x{shape.height}"
+                    )
+            rgb = shape.rgb(frame)
+            if want_dense:
                 g, grey_scale = _grey(rgb, dense.max_side)  # type: ignore[union-attr]
                 grey.append(g)
                 grey_t.append(max(t, 0.0))
                 last_dense_pts = frame.pts
                 while j < len(dense_targets) and dense_targets[j] <= t + 0.5 / fps:
                     j += 1
-            if (
-                i < len(targets)
-                and t + 0.5 / fps >= targets[i]
-                and not (frame.pts is not None and frame.pts == last_pts)
-            ):
-                if rgb is None:
-                    rgb = _upright(frame.to_ndarray(format="rgb24"), frame.rotation or 0)
-                info.rotation = int(round(frame.rotation or 0)) % 360
+            if want_sample:
+                info.rotation = shape.rotation
                 kept.append(rgb)
                 kept_t.append(max(t, 0.0))
                 last_pts = frame.pts
@@ -385,9 +546,14 @@ def _read_audio(path: Path, span: float | None, cfg: DecodeConfig, info: MediaIn
     chunks: list[np.ndarray] = []
     got = 0
     try:
-        stream = container.streams.audio[0]
+        stream = _main_audio_stream(container)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=cfg.sample_rate)
         for frame in container.decode(stream):
+            if frame.sample_rate < MIN_AUDIO_RATE or frame.samples > MAX_AUDIO_FRAME_S * frame.sample_rate:
+                # Resampling such a frame to 16 kHz could take gigabytes; it is damaged data, not sound.
+                info.truncated = True
+                info.notes.append("damaged audio data; analysed what decoded")
+                break
             for out in resampler.resample(frame):
                 arr = out.to_ndarray().reshape(-1)
                 chunks.append(arr)
@@ -397,7 +563,8 @@ def _read_audio(path: Path, span: float | None, cfg: DecodeConfig, info: MediaIn
         else:
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
-    except av.error.FFmpegError as exc:
+    except (av.error.FFmpegError, ValueError) as exc:
+        # ValueError: the resampler refuses a frame whose format, layout or rate changed midway (damaged data).
         if not chunks:
             info.notes.append(f"audio could not be decoded ({type(exc).__name__})")
             return np.zeros(0, dtype=np.float32)

@@ -1,4 +1,4 @@
-"""The detector: decode -> faces / waveform -> branch outputs -> fusion -> calibrated P(fake).
+"""The detector: decode -> provenance -> faces / waveform -> branch outputs -> fusion -> calibrated P(fake) -> label.
 
     >>> import multimodal_df as mdf
     >>> det = mdf.load()                    # the shipped model; mdf.load("runs/x/detector", device="cuda")
@@ -27,6 +27,7 @@ from ..errors import CheckpointError, MediaError
 from ..fusion.model import FusionInputs, LateFusion
 from ..fusion.sync import DENSE, SyncOutput, measure_mouth, sync_output
 from ..media.decode import Clip, decode
+from ..provenance import ProvenanceSettings, decide, inspect_provenance
 from ..vision.crops import resize_square
 from ..vision.faces import FaceDetector, FaceTrack
 from ..vision.model import VisionModel
@@ -82,6 +83,10 @@ class Detector:
         self.training_config = training_config
         """The configuration the models were trained with, for the record; never used to build them."""
         self.batch_size = batch_size
+        self.provenance = ProvenanceSettings()
+        """The provenance stage (C2PA, AI-disclosure metadata, watermarks) that :meth:`analyze` runs before the
+        models; ``detector.provenance.enabled = False`` skips it. It never changes P(fake); see
+        :mod:`multimodal_df.provenance.policy` for how it may decide the label."""
         self.device = torch.device(device)
         for m in (vision, audio, fusion):
             if m is not None:
@@ -271,7 +276,11 @@ class Detector:
         pred.p_fake = self.fuse(v, a, s)
         timings["fusion"] = time.perf_counter() - t
         pred.threshold = self.threshold
-        pred.label = "fake" if pred.p_fake >= pred.threshold else "real"
+        # The model's P(fake) stays as it is; a file that declares itself AI-made (or carries a generator's
+        # watermark) is labelled fake from that evidence, and pred.evidence says which evidence decided.
+        pred.evidence = decide(pred.p_fake, pred.threshold, pred.provenance)
+        pred.label = pred.evidence.label
+        pred.notes.extend(pred.evidence.notes)
         pred.vision, pred.audio = v, a
         pred.notes.extend(f"{r}: scored without that modality" for r in reasons)
         pred.segments = per_second_segments(clip.duration, v, a)
@@ -287,16 +296,47 @@ class Detector:
         pred = Prediction(path=str(path))
         result = Analysis(pred)
         try:
-            clip = decode(path, self.decode_cfg, DENSE if self.uses_sync else None)
+            try:
+                clip = decode(path, self.decode_cfg, DENSE if self.uses_sync else None)
+            except MediaError:
+                # A file the models cannot read may still say where it came from (a C2PA-signed HEIC, a clip
+                # under the minimum length). The stage is safe on it: it never raises, refuses what is not a
+                # regular file or is over decode.max_file_mb, and bounds what it reads and decodes.
+                self.run_provenance(path, None, pred)
+                raise
             pred.timings["decode"] = time.perf_counter() - start
+            # Before the models, on the frames already decoded: nothing is decoded twice.
+            self.run_provenance(path, clip.frames if clip.info.kind == "video" else None, pred)
             result = self.analyze_clip(clip, pred)
         except MediaError as exc:
             pred.error = exc.reason
         except Exception as exc:
             pred.error = " ".join(f"internal error: {type(exc).__name__}: {exc}".split())[:300]
             pred.notes.append(traceback.format_exc(limit=3).splitlines()[-1][:300])
+        if pred.error is not None:
+            # No label, but a declaration of AI generation is still worth a note.
+            pred.evidence = decide(None, None, pred.provenance)
+            pred.notes.extend(pred.evidence.notes)
         pred.seconds = time.perf_counter() - start
         return result
+
+    def run_provenance(self, path: str | Path, frames: np.ndarray | None, pred: Prediction) -> None:
+        """Inspect what ``path`` says about its origin into ``pred.provenance`` (unless switched off).
+
+        ``frames``: the clip's decoded video frames, uint8 RGB [N, H, W, 3] at native resolution, checked for
+        invisible watermarks; None for images (the stage reads them itself, with their metadata) and audio.
+        Time in ``pred.timings["provenance"]``, seconds.
+        """
+        if not self.provenance.enabled:
+            return
+        t = time.perf_counter()
+        pred.provenance = inspect_provenance(
+            path,
+            frames,
+            trust_anchors=self.provenance.trust_anchors,
+            max_file_bytes=int(self.decode_cfg.max_file_mb * 2**20),
+        )
+        pred.timings["provenance"] = time.perf_counter() - t
 
     def predict(self, path: str | Path) -> Prediction:
         """The verdict on one file (video, audio or image); see :class:`Prediction` and its ``to_json()``."""

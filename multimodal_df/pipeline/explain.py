@@ -292,7 +292,116 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:96
 table{border-collapse:collapse;margin:1rem 0}td,th{padding:.3rem .8rem;border-bottom:1px solid #ddd;text-align:left}
 figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #ddd;border-radius:6px}.grid figure img{width:100%}figcaption{color:#555;font-size:.9rem}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(280px,1fr));gap:1rem}.note{color:#8a6d3b}
+.prov td:first-child{color:#666;white-space:nowrap;vertical-align:top}.prov ul{margin:0;padding-left:1.1rem}
+.drove{padding:.5rem .8rem;border-radius:8px;background:#f3f4f6}.drove.provenance{background:#fdecea;color:#8a1c12}
 """
+_C2PA_WORDS = {
+    "absent": "none found",
+    "not_checked": "not checked",
+    "valid": "valid: intact, signer trusted",
+    "untrusted_signer": "intact, but the signer is not on any trust list (anyone can make such a certificate)",
+    "invalid": "no longer valid: the file changed after signing or the signature fails",
+    "unreadable": "present but unreadable",
+}
+
+
+def _term(value: str) -> str:
+    """Last segment of a digital source type URI (``trainedAlgorithmicMedia``)."""
+    from ..provenance.vocab import source_type_term
+
+    return source_type_term(value) if value.startswith("http") else value
+
+
+def _provenance_html(pred: Prediction) -> str:
+    """The report's provenance section: C2PA, AI declarations, metadata, watermark, and what decided the label."""
+    e = html.escape
+    ev, rep = pred.evidence, pred.provenance
+    if rep is None:
+        return "<h2>Provenance</h2><p>Not checked: the provenance stage was switched off.</p>"
+
+    def ul(items: list[str]) -> str:
+        return "<ul>" + "".join(f"<li>{x}</li>" for x in items) + "</ul>" if items else "–"
+
+    drove = ""
+    if ev is not None and ev.label_from == "provenance":
+        # The reason itself stands right under the verdict at the top of the page.
+        drove = (
+            '<p class="drove provenance"><strong>The label comes from provenance</strong> (the reason is under '
+            "the verdict above); P(fake) is still the model's own score.</p>"
+        )
+    elif ev is not None and ev.label_from == "model":
+        drove = f'<p class="drove model"><strong>The label comes from the model:</strong> {e(ev.reason)}.</p>'
+    c = rep.c2pa
+    c2pa = e(_C2PA_WORDS.get(c.state, c.state))
+    if c.present:
+        if c.signer:
+            org = f" ({e(c.signer_org)})" if c.signer_org and c.signer_org != c.signer else ""
+            c2pa += f"<br>signer: {e(c.signer)}{org}"
+        if c.claim_generator:
+            c2pa += f"<br>made with: {e(c.claim_generator)}"
+        if c.failure_codes:
+            c2pa += "<br>codes: " + e(", ".join(c.failure_codes))
+    rows = [("Content Credentials (C2PA)", c2pa)]
+    if c.actions:
+        rows.append(
+            (
+                "C2PA actions",
+                ul(
+                    [
+                        e(a.action)
+                        + (f" ({e(_term(a.digital_source_type))})" if a.digital_source_type else "")
+                        + (f" by {e(a.software_agent)}" if a.software_agent else "")
+                        + ("" if a.active else " (earlier history)")
+                        for a in c.actions[:12]
+                    ]
+                ),
+            )
+        )
+    decls = [
+        f"{e(d.where)}: {e(_term(d.value))} ({'inside a signed C2PA manifest' if d.signed else 'unsigned'})"
+        for d in rep.ai_declarations[:8]
+    ]
+    rows.append(("AI declarations", ul(decls)))
+    m = rep.metadata
+    hints = [f"digital source type: {e(_term(t))}" for t in m.digital_source_types]
+    for k, v in (
+        ("software", m.software),
+        ("camera make", m.make),
+        ("camera model", m.model),
+        ("creator tool", m.creator_tool),
+        ("AI system", m.ai_system),
+    ):
+        if v:
+            hints.append(f"{k}: {e(v)}")
+    hints += [f"{e(h.field)} names {e(h.generator)}" for h in m.generator_hints if h.generator]
+    rows.append(
+        (
+            "Metadata",
+            ul(hints)
+            if hints
+            else "nothing about origin (stripping metadata is trivial, so its absence means nothing)",
+        )
+    )
+    w = rep.watermark
+    if w.detected:
+        wm = ul(
+            [
+                f"{e(s.scheme)}: {s.bit_accuracy:.0%} of {s.n_bits} bits match"
+                + (f" (frame {s.frame_index})" if s.frame_index is not None else "")
+                for s in w.detected
+            ]
+        )
+    elif w.checked:
+        wm = (
+            f"no known generator watermark found in {w.images_checked} image(s) "
+            "(re-encoding or resizing removes it, so a miss means little)"
+        )
+    else:
+        wm = "not checked"
+    rows.append(("Invisible watermark", wm))
+    notes = "".join(f'<p class="note">{e(n)}</p>' for n in rep.evidence().notes)
+    table = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows)
+    return f'<h2>Provenance: what the file says about itself</h2><div class="prov">{drove}<table>{table}</table>{notes}</div>'
 
 
 def report_html(pred: Prediction, ex: Explanation) -> str:
@@ -303,6 +412,9 @@ def report_html(pred: Prediction, ex: Explanation) -> str:
         head = f'<div class="verdict error">Could not analyse: {e(pred.error)}</div>'
     else:
         head = f'<div class="verdict {e(pred.label or "")}">{e((pred.label or "").upper())}: P(fake) = {pred.p_fake:.3f} <small>(threshold {pred.threshold:.3f})</small></div>'
+        if pred.evidence is not None and pred.evidence.label_from == "provenance":
+            # The label is not the score against the threshold here; say so right under it.
+            head += f'<p class="drove provenance">Label from provenance: {e(pred.evidence.reason)}.</p>'
     rows = []
     for name, out in (("vision", pred.vision), ("audio", pred.audio)):
         if out is None:
@@ -330,6 +442,7 @@ def report_html(pred: Prediction, ex: Explanation) -> str:
         head,
         "<table><tr><th>modality</th><th>P(fake)</th><th>evidence</th></tr>" + "".join(rows) + "</table>",
         "".join(f'<p class="note">Note: {e(n)}</p>' for n in notes),
+        _provenance_html(pred),
         fig("timeline.png") if "timeline.png" in uris else "",
         f"<h2>Faces: where the vision model looks</h2><div class='grid'>{faces_html}</div><div class='grid'>{frames_html}</div>"
         if faces_html

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, one_line
 
 if TYPE_CHECKING:
     import torch
@@ -71,7 +71,3 @@ def load_weights(module: nn.Module, path: str | Path, device: str | torch.device
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not match the model in config.json ({one_line(exc, 300)})") from None
-
-
-def one_line(exc: BaseException, limit: int) -> str:
-    return " ".join(str(exc).split())[:limit]

@@ -10,6 +10,8 @@ import numpy as np
 
 from ..fusion.sync import SyncOutput
 from ..media.decode import Clip, MediaInfo
+from ..provenance.policy import VerdictEvidence
+from ..provenance.report import ProvenanceReport
 from ..vision.faces import FaceTrack
 
 
@@ -83,11 +85,18 @@ class Prediction:
     """Image mode: every face, ``{"box": [x1, y1, x2, y2], "prob": detector confidence, "p_fake": ...}``."""
     sync: SyncOutput | None = None
     """The audio-visual sync measure, when the detector's fusion weighs it."""
+    provenance: ProvenanceReport | None = None
+    """What the file says about its own origin (C2PA, AI-disclosure metadata, watermarks); None when the
+    stage was switched off."""
+    evidence: VerdictEvidence | None = None
+    """Which evidence decided ``label`` (the model or provenance) and why; ``p_fake`` is always the model's."""
 
     def to_text(self) -> str:
         """One human-readable line (plus a line of notes when there are any), as ``predict`` prints it."""
         if self.error:
-            return f"ERROR  {self.path}: {self.error}"
+            # A file the models cannot read may still declare itself AI-made.
+            extra = "".join(f"\n       note: {n}" for n in (self.evidence.notes if self.evidence else ()))
+            return f"ERROR  {self.path}: {self.error}{extra}"
         parts = [
             f"{(self.label or '').upper():5s}  P(fake)={self.p_fake:.3f} (threshold {self.threshold:.3f})  {self.path}"
         ]
@@ -144,6 +153,11 @@ class Prediction:
                 {"box": [round(float(x), 1) for x in f["box"]], "prob": r(f["prob"]), "p_fake": r(f["p_fake"])}
                 for f in self.faces
             ],
+            # The report's own path is dropped: behind the REST API it is a temporary file's name.
+            "provenance": None
+            if self.provenance is None
+            else {k: v for k, v in self.provenance.to_json().items() if k != "path"},
+            "evidence": None if self.evidence is None else self.evidence.to_json(),
             "av_sync": None
             if self.sync is None
             else {

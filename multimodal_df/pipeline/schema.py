@@ -67,9 +67,28 @@ _W2V_INT_BOUNDS = {
 }
 
 
+# Optional parts of the wav2vec 2.0 architecture that add layers or widths of their own when switched on.
+_W2V_OPTIONAL_BOUNDS = {
+    "num_adapter_layers": (1, 8),
+    "output_hidden_size": (8, 4096),
+    "adapter_kernel_size": (1, 64),
+    "adapter_stride": (1, 64),
+    "adapter_attn_dim": (1, 4096),
+}
+MAX_WAV2VEC_PARAMETERS = 400_000_000
+"""wav2vec 2.0 large has 317 M parameters; an architecture past this bound is not one we train."""
+
+
 def _check_wav2vec(hf: dict[str, Any], where: str) -> None:
     for key, (lo, hi) in _W2V_INT_BOUNDS.items():
         v = hf.get(key)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise CheckpointError(f"{where}.{key}: expected an integer, got {v!r}")
+        _bounded(f"{where}.{key}", v, lo, hi)
+    for key, (lo, hi) in _W2V_OPTIONAL_BOUNDS.items():
+        v = hf.get(key)
+        if v is None or (key != "adapter_attn_dim" and not hf.get("add_adapter")):
+            continue
         if isinstance(v, bool) or not isinstance(v, int):
             raise CheckpointError(f"{where}.{key}: expected an integer, got {v!r}")
         _bounded(f"{where}.{key}", v, lo, hi)
@@ -82,6 +101,25 @@ def _check_wav2vec(hf: dict[str, Any], where: str) -> None:
         for v in c:  # type: ignore[union-attr]
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 2048:
                 raise CheckpointError(f"{where}.{k}: {v!r} is not an integer in [1, 2048]")
+    _check_wav2vec_size(hf, where)
+
+
+def _check_wav2vec_size(hf: dict[str, Any], where: str) -> None:
+    """Build the encoder on PyTorch's meta device (shapes only, no memory) and count its parameters: the one
+    check that covers every field transformers reads, including those no bound above names."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    try:
+        with torch.device("meta"):
+            encoder = Wav2Vec2Model(Wav2Vec2Config.from_dict(hf))
+    except Exception as exc:  # transformers raises ValueError, KeyError, TypeError... for settings it cannot use
+        raise CheckpointError(
+            f"{where}: not a usable wav2vec 2.0 architecture ({type(exc).__name__}: {one_line(exc, 200)})"
+        ) from None
+    n = sum(t.numel() for t in encoder.parameters()) + sum(t.numel() for t in encoder.buffers())
+    if n > MAX_WAV2VEC_PARAMETERS:
+        raise CheckpointError(f"{where}: {n} parameters, above the {MAX_WAV2VEC_PARAMETERS} a checkpoint may hold")
 
 
 def _check_audio(args: AudioArgs, where: str) -> None:
@@ -97,6 +135,9 @@ def _check_audio(args: AudioArgs, where: str) -> None:
         raise CheckpointError(f"{where}.mel_channels: 1-8 layers of 1-1024 channels")
     if args.wav2vec is not None:
         _check_wav2vec(args.wav2vec, f"{where}.wav2vec")
+        layers = args.wav2vec["num_hidden_layers"]
+        # Hidden states are the embedding output plus one per layer; negative indices count from the last.
+        _bounded(f"{where}.wav2vec_layer", args.wav2vec_layer, -(layers + 1), layers)
     if not args.use_mel and args.wav2vec is None:
         raise CheckpointError(f"{where}: neither the log-mel nor the wav2vec 2.0 path is enabled")
 
@@ -107,6 +148,41 @@ def _check_fusion(args: FusionArgs, where: str) -> None:
     for name in ("vision_dim", "audio_dim", "sync_dim"):
         _bounded(f"{where}.{name}", getattr(args, name), 0, 8192)
     _bounded(f"{where}.hidden", args.hidden, 1, 4096)
+
+
+def _check_decode(d: DecodeConfig) -> None:
+    """Bounds on how inputs are sampled: each value sizes an allocation or a loop for every file scored."""
+    _bounded("decode.num_frames", d.num_frames, 1, 1024)
+    _bounded("decode.max_frames", d.max_frames, 1, 1024)
+    if d.fps is not None:
+        _bounded("decode.fps", d.fps, 0.01, 240)
+    _bounded("decode.sample_rate", d.sample_rate, 4000, 96000)
+    _bounded("decode.max_seconds", d.max_seconds, 0.1, 24 * 3600)
+    _bounded("decode.min_seconds", d.min_seconds, 0, 60)
+    _bounded("decode.max_file_mb", d.max_file_mb, 0.001, 1024 * 1024)
+    _bounded("decode.max_image_pixels", d.max_image_pixels, 1, MAX_IMAGE_PIXELS)
+
+
+MAX_IMAGE_PIXELS = 2**27
+"""The largest ``decode.max_image_pixels`` a checkpoint may set (134 M pixels; the default is 50 M)."""
+
+
+def _check_faces(f: FaceConfig) -> None:
+    """Bounds on face detection: sizes of the images MTCNN runs on, and its pyramid."""
+    _bounded("faces.detect_max_side", f.detect_max_side, 32, 4096)
+    # MTCNN's image pyramid shrinks by 12 / min_face_size at its first step: 0 would divide by zero.
+    _bounded("faces.min_face_size", f.min_face_size, 4, 1024)
+    if len(f.thresholds) != 3 or not all(0 <= t <= 1 for t in f.thresholds):
+        raise CheckpointError(f"faces.thresholds: expected 3 values in [0, 1], got {f.thresholds!r}")
+    _bounded("faces.min_prob", f.min_prob, 0, 1)
+    _bounded("faces.margin", f.margin, 0, 4)
+    _bounded("faces.small_face_trigger", f.small_face_trigger, 0, 1)
+    _bounded("faces.small_face_min_size", f.small_face_min_size, 4, 1024)
+    _bounded("faces.small_face_max_side", f.small_face_max_side, 32, 8192)
+    _bounded("faces.small_face_probe_frames", f.small_face_probe_frames, 1, 64)
+    _bounded("faces.track_iou", f.track_iou, 0, 1)
+    _bounded("faces.track_max_shift", f.track_max_shift, 0, 100)
+    _bounded("faces.batch_size", f.batch_size, 1, 1024)
 
 
 def _meta(d: dict[str, Any], where: str) -> BranchMeta:
@@ -243,6 +319,8 @@ def read_spec(directory: str | Path) -> CheckpointSpec:
         faces = from_dict(FaceConfig, cfg.get("faces") or {}, "faces")
     except ConfigError as exc:
         raise CheckpointError(f"config.json: {exc}") from None
+    _check_decode(decode)
+    _check_faces(faces)
     parts: dict[str, Any] = {}
     for name, cls, check in (
         ("vision", VisionArgs, _check_vision),

@@ -6,14 +6,16 @@
 * invisible DWT-DCT watermarks that Stable Diffusion, SDXL and FLUX reference code embed.
 
 ``inspect_provenance(path, frames)`` returns a :class:`ProvenanceReport`; ``report.evidence()`` (or
-:func:`provenance_evidence`) turns it into a verdict hint, a reason and notes. Optional libraries are
-imported lazily: a missing one becomes a note, never an import error.
+:func:`provenance_evidence`) turns it into a verdict hint, a reason and notes, and :func:`decide` (in
+:mod:`.policy`) combines that with the model's P(fake) into the label the detector reports. Optional
+libraries are imported lazily: a missing one becomes a note, never an import error.
 """
 
 from __future__ import annotations
 
 from .evidence import ProvenanceEvidence, provenance_evidence
 from .inspector import inspect_provenance
+from .policy import ProvenanceSettings, VerdictEvidence, decide
 from .report import (
     AiDeclaration,
     C2paAction,
@@ -34,9 +36,12 @@ __all__ = [
     "MetadataResult",
     "ProvenanceEvidence",
     "ProvenanceReport",
+    "ProvenanceSettings",
+    "VerdictEvidence",
     "VerdictHint",
     "WatermarkResult",
     "WatermarkScore",
+    "decide",
     "inspect_provenance",
     "provenance_evidence",
 ]

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .report import AiDeclaration, C2paAction, C2paResult, C2paState
+from .report import AiDeclaration, C2paAction, C2paResult, C2paState, printable
 from .vocab import classify_source_type
 
 # Codes that only say nobody vouches for the signer; the manifest itself is intact.
@@ -37,8 +37,7 @@ def _context(anchors_pem: str | None) -> Any:
 
 
 def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "…"
+    return printable(value if isinstance(value, str) else json.dumps(value, default=str), _MAX_TEXT)
 
 
 def _agent_name(agent: Any) -> str | None:
@@ -100,7 +99,7 @@ def _state(library_state: str | None, failures: list[str]) -> C2paState:
 def _codes(entries: Any) -> list[str]:
     if not isinstance(entries, list):
         return []
-    return [str(e["code"]) for e in entries if isinstance(e, dict) and e.get("code")]
+    return [_short(str(e["code"])) for e in entries if isinstance(e, dict) and e.get("code")]
 
 
 def _d(value: Any) -> dict[str, Any]:
@@ -124,14 +123,13 @@ def _validation(res: C2paResult, store: dict[str, Any]) -> None:
     res.state = _state(res.library_state, failures)
 
 
-def _assertions(res: C2paResult, label: str, manifest: dict[str, Any]) -> None:
+def _assertions(res: C2paResult, label: str, manifest: dict[str, Any], is_active: bool) -> None:
     """Actions, digital source types and AI declarations of one manifest."""
-    is_active = label == res.active_manifest
-    scope = "active manifest" if is_active else f"ingredient manifest {label}"
+    scope = "active manifest" if is_active else f"ingredient manifest {_short(label)}"
     signer = _d(manifest.get("signature_info")).get("common_name")
     by = f", signed by {_short(signer)}" if signer else ""
     for assertion in _l(manifest.get("assertions")):
-        name = str(_d(assertion).get("label", ""))
+        name = _short(str(_d(assertion).get("label", "")))
         data = _d(assertion).get("data")
         if name.startswith("c2pa.actions"):
             for act in _l(_d(data).get("actions"))[:_MAX_ACTIONS]:
@@ -143,7 +141,7 @@ def _assertions(res: C2paResult, label: str, manifest: dict[str, Any]) -> None:
                         action=_short(act.get("action", "")),
                         digital_source_type=_short(dst) if dst else None,
                         software_agent=_agent_name(act.get("softwareAgent")),
-                        manifest=label,
+                        manifest=_short(label),
                         active=is_active,
                     )
                 )
@@ -164,19 +162,20 @@ def parse_store(store: dict[str, Any]) -> C2paResult:
     res = C2paResult(present=True)
     manifests = _d(store.get("manifests"))
     active_label = store.get("active_manifest")
-    res.active_manifest = active_label if isinstance(active_label, str) else None
+    active_label = active_label if isinstance(active_label, str) else None
+    res.active_manifest = _short(active_label) if active_label is not None else None
+    active = _d(manifests.get(active_label)) if active_label is not None else {}
     res.manifests = len(manifests)
     _validation(res, store)
-    active = _d(manifests.get(res.active_manifest)) if res.active_manifest else {}
     sig = _d(active.get("signature_info"))
     common_name, org = sig.get("common_name"), sig.get("issuer")
     res.signer = _short(common_name or org) if (common_name or org) else None
     res.signer_org = _short(org) if org else None
     res.claim_generator = _claim_generator(active) if active else None
     # Active manifest first so its declarations lead the list.
-    for label, manifest in sorted(manifests.items(), key=lambda kv: kv[0] != res.active_manifest):
+    for label, manifest in sorted(manifests.items(), key=lambda kv: kv[0] != active_label):
         if isinstance(manifest, dict):
-            _assertions(res, str(label), manifest)
+            _assertions(res, str(label), manifest, label == active_label)
     return res
 
 

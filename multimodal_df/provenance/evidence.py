@@ -33,6 +33,18 @@ _STATE_WORDS = {
     "invalid": "no longer valid: the file changed after signing or the signature fails",
     "unreadable": "present but unreadable",
 }
+_WATERMARK_WORDS = {
+    "sd_v1": "Stable Diffusion v1 (its reference scripts embed it by default)",
+    "sd_v2": "Stable Diffusion 2 (its reference scripts embed it by default)",
+    "sdxl": "SDXL (Stability's code and diffusers embed it by default)",
+    "flux": "FLUX.1 (its reference code embeds it by default)",
+}
+_DECLARED_STATE_WORDS = {
+    "valid": "valid manifest, trusted signer",
+    "untrusted_signer": "untrusted signer: the manifest is intact, but its signer is not on any configured trust list",
+    "invalid": "manifest no longer valid: the file changed after signing or the signature fails",
+    "unreadable": "manifest present but unreadable",
+}
 
 
 @dataclass(frozen=True)
@@ -49,16 +61,16 @@ class ProvenanceEvidence:
 
 
 def _describe(decl: AiDeclaration, report: ProvenanceReport) -> str:
+    """One declaration in words. It says what the file claims, never that the claim is true: an AI label can be
+    forged as easily as stripped, but few people forge one that makes their own file look machine-made."""
     what = _CATEGORY_WORDS[decl.category]
     value = source_type_term(decl.value) if decl.value.startswith("http") else decl.value
     if decl.source == "c2pa":
         c2pa = report.c2pa
         signer = f"signed by {c2pa.signer}" if c2pa.signer else "signed"
-        return (
-            f"declared {what} ({value}) by a C2PA manifest {signer}; manifest "
-            f"{_STATE_WORDS.get(c2pa.state, c2pa.state)}"
-        )
-    return f"declared {what} by unsigned metadata: {decl.where} = {value}"
+        state = _DECLARED_STATE_WORDS.get(c2pa.state, c2pa.state)
+        return f"the file declares itself {what} ({value}) in a C2PA manifest {signer} ({state})"
+    return f"the file declares itself {what} in unsigned metadata: {decl.where} = {value}"
 
 
 def provenance_evidence(report: ProvenanceReport) -> ProvenanceEvidence:
@@ -71,18 +83,21 @@ def provenance_evidence(report: ProvenanceReport) -> ProvenanceEvidence:
         decls, key=lambda d: (not d.signed or c2pa.state not in ("valid", "untrusted_signer"), d.source != "c2pa")
     )
     for d in ranked[1:4]:
-        notes.append("also " + _describe(d, report))
+        notes.append("also: " + _describe(d, report))
     if len(ranked) > 4:
         notes.append(f"{len(ranked) - 4} more AI declarations in the metadata")
 
-    if c2pa.present and not decls and c2pa.state != "unreadable":  # unreadable: c2pa.notes say why
-        signer = f" signed by {c2pa.signer}" if c2pa.signer else ""
-        gen = f" (claim generator {c2pa.claim_generator})" if c2pa.claim_generator else ""
-        notes.append(f"C2PA manifest{signer}{gen}: {_STATE_WORDS.get(c2pa.state, c2pa.state)}")
+    if c2pa.present and c2pa.state != "unreadable":  # unreadable: c2pa.notes say why
+        if not decls:  # with declarations, the reason already describes the manifest
+            signer = f" signed by {c2pa.signer}" if c2pa.signer else ""
+            gen = f" (claim generator {c2pa.claim_generator})" if c2pa.claim_generator else ""
+            notes.append(f"C2PA manifest{signer}{gen}: {_STATE_WORDS.get(c2pa.state, c2pa.state)}")
         if c2pa.state == "invalid" and c2pa.failure_codes:
             notes.append("C2PA failures: " + ", ".join(c2pa.failure_codes[:6]))
         if c2pa.state == "untrusted_signer":
-            notes.append("an untrusted signature proves nothing about origin: anyone can make such a certificate")
+            notes.append(
+                "an untrusted signature proves nothing about who made the file: anyone can make such a certificate"
+            )
     if meta.make or meta.model:
         camera = " ".join(x for x in (meta.make, meta.model) if x)
         notes.append(f"EXIF names a camera ({camera}); unsigned, so not evidence of capture")
@@ -97,8 +112,9 @@ def provenance_evidence(report: ProvenanceReport) -> ProvenanceEvidence:
         s = max(wm.detected, key=lambda x: x.bit_accuracy)
         where = f" in frame {s.frame_index}" if s.frame_index is not None else ""
         reason = (
-            f"invisible watermark of {s.scheme} decoded{where}: {s.bit_accuracy:.0%} of its {s.n_bits} bits "
-            "match (the generator embeds it by default)"
+            f"the file carries the invisible watermark of {_WATERMARK_WORDS.get(s.scheme, s.scheme)}{where}: "
+            f"{s.bit_accuracy:.0%} of its {s.n_bits} bits match ({s.scheme}; unmarked content matches this well "
+            f"with probability {s.chance:.1g})"
         )
         return ProvenanceEvidence("ai_watermark", reason, "strong", notes)
     if c2pa.present and c2pa.state == "valid":

@@ -125,7 +125,11 @@ def _frame_checks(frames: np.ndarray | None, path: Path, notes: list[str]) -> Wa
 
 
 def inspect_provenance(
-    path: str | Path, frames: np.ndarray | None = None, *, trust_anchors: str | Path | None = None
+    path: str | Path,
+    frames: np.ndarray | None = None,
+    *,
+    trust_anchors: str | Path | None = None,
+    max_file_bytes: int | None = None,
 ) -> ProvenanceReport:
     """What a media file says about its own origin. Never raises; problems become ``notes``.
 
@@ -134,6 +138,8 @@ def inspect_provenance(
     pipeline; up to 3 of them are checked for watermarks. Without them a video's first keyframes are used.
     ``trust_anchors``: optional PEM bundle of root certificates (e.g. the C2PA trust list) that a
     manifest's signer must chain to for the state ``valid``.
+    ``max_file_bytes``: files larger than this are not inspected (a note says so); the detector passes its own
+    ``decode.max_file_mb`` so that the stage never reads more than the decoder would accept.
     Cost on 2 CPU cores: milliseconds for C2PA and metadata (C2PA hashes the whole file once), about
     0.1-0.4 s for the watermark decode of an image or of 3 video frames.
     """
@@ -142,14 +148,20 @@ def inspect_provenance(
     timings = report.timings_ms
     t0 = time.perf_counter()
     try:
-        _inspect(p, frames, trust_anchors, report)
+        _inspect(p, frames, trust_anchors, max_file_bytes, report)
     except Exception as exc:
         report.notes.append(f"provenance inspection failed ({type(exc).__name__}): {str(exc)[:160]}")
     timings["total"] = round((time.perf_counter() - t0) * 1000.0, 2)
     return report
 
 
-def _inspect(p: Path, frames: np.ndarray | None, trust_anchors: str | Path | None, report: ProvenanceReport) -> None:
+def _inspect(
+    p: Path,
+    frames: np.ndarray | None,
+    trust_anchors: str | Path | None,
+    max_file_bytes: int | None,
+    report: ProvenanceReport,
+) -> None:
     notes, timings = report.notes, report.timings_ms
     try:
         st = os.stat(p)
@@ -164,6 +176,10 @@ def _inspect(p: Path, frames: np.ndarray | None, trust_anchors: str | Path | Non
     report.size_bytes = int(st.st_size)
     if st.st_size == 0:
         notes.append("empty file: nothing inspected")
+        report.c2pa = C2paResult(state="not_checked")
+        return
+    if max_file_bytes is not None and st.st_size > max_file_bytes:
+        notes.append(f"file over the {max_file_bytes / 2**20:.0f} MB limit: nothing inspected")
         report.c2pa = C2paResult(state="not_checked")
         return
     try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .report import AiDeclaration, DeclarationSource, GeneratorHint, MetadataResult
+from .report import AiDeclaration, DeclarationSource, GeneratorHint, MetadataResult, printable
 from .vocab import MAX_SCAN_CHARS, classify_source_type, known_generator
 
 MAX_XMP_BYTES = 4 * 1024 * 1024
@@ -63,7 +63,7 @@ class XmpFields:
 
 
 def _clip(text: str, n: int = _MAX_TAG_CHARS) -> str:
-    return text if len(text) <= n else text[:n] + "…"
+    return printable(text, n)
 
 
 def parse_xmp(raw: bytes | str) -> XmpFields:

@@ -33,6 +33,16 @@ DeclarationSource = Literal["c2pa", "xmp", "png_text", "exif", "container_tags"]
 VerdictHint = Literal["ai_declared", "ai_watermark", "capture_signed", "none"]
 
 
+def printable(text: str, limit: int) -> str:
+    """At most ``limit`` characters of ``text`` (then an ellipsis), every non-printable one escaped as Python
+    writes it (``\\n``, ``\\x1b``). Every string taken from a file goes through this: a manifest or a tag can
+    hold terminal control sequences, and the detector prints these strings on one line per file."""
+    clipped = text if len(text) <= limit else text[:limit] + "…"
+    if clipped.isprintable():
+        return clipped
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in clipped)
+
+
 def to_jsonable(value: Any) -> Any:
     """Recursively turn dataclasses, tuples and numpy scalars into JSON-ready Python values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -198,5 +208,7 @@ class ProvenanceReport:
         """JSON-ready dict of the whole report plus its ``evidence`` summary."""
         out = to_jsonable(self)
         out["watermark"]["detected"] = [to_jsonable(s) for s in self.watermark.detected]
+        # Every declaration in one list (C2PA first), so readers need not look in two places.
+        out["ai_declarations"] = to_jsonable(self.ai_declarations)
         out["evidence"] = self.evidence().to_json()
         return out

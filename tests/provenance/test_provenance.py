@@ -6,11 +6,9 @@ untrusted unless the test passes that CA as a trust anchor.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import struct
 import sys
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -18,171 +16,32 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from multimodal_df.provenance import ProvenanceReport, inspect_provenance, provenance_evidence
+from multimodal_df.testing.provenance_files import (
+    C2PA_UUID,
+    IPTC,
+    XMP_UUID,
+    a1111_png,
+    c2pa_sign,
+    huge_xmp_png,
+    make_test_certs,
+    natural_rgb,
+    sd_watermarked_png,
+    tamper_jpeg,
+    tamper_mp4,
+    xmp_bomb_jpeg,
+    xmp_declared_jpeg,
+    xmp_packet,
+)
+from multimodal_df.testing.provenance_files import write_natural_mp4 as write_mp4
 
 c2pa = pytest.importorskip("c2pa")
 pytest.importorskip("imwatermark")
 
-IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
-XMP_UUID = uuid.UUID("BE7ACFCB-97A9-42E8-9C71-999491E3AFAC").bytes
-C2PA_UUID = uuid.UUID("D8FEC3D6-1B0E-483C-9297-5828877EC481").bytes
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def natural_rgb(h: int, w: int, seed: int) -> np.ndarray:
-    """Photo-like RGB uint8 [h, w, 3]: smooth gradients, some texture, sensor-like noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    f = rng.uniform(0.01, 0.05, 3)
-    base = np.stack(
-        [
-            128 + 90 * np.sin(xx * f[0] + yy * f[1] * 0.5),
-            110 + 70 * np.cos(yy * f[1]),
-            100 + 60 * np.sin((xx + yy) * f[2]),
-        ],
-        -1,
-    )
-    return np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
-
-
-def xmp_packet(body: str) -> bytes:
-    return (
-        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-        '<rdf:Description rdf:about="" xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
-        f'xmlns:xmp="http://ns.adobe.com/xap/1.0/">{body}</rdf:Description></rdf:RDF></x:xmpmeta>'
-        '<?xpacket end="w"?>'
-    ).encode()
-
-
-def write_mp4(path: Path, seconds: float = 1.0, w: int = 320, h: int = 256, fps: int = 10) -> Path:
-    import av
-
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for i in range(int(seconds * fps)):
-            frame = np.roll(natural_rgb(h, w, 0), 4 * i, axis=1)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
-
-def top_level_boxes(data: bytes) -> list[tuple[str, int, int]]:
-    """(type, start, size) of each top-level ISO BMFF box."""
-    boxes, pos = [], 0
-    while pos + 8 <= len(data):
-        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        if size == 1:
-            size = struct.unpack(">Q", data[pos + 8 : pos + 16])[0]
-        size = size or len(data) - pos
-        boxes.append((kind.decode("latin-1"), pos, size))
-        pos += size
-    return boxes
-
 
 @pytest.fixture(scope="module")
 def certs() -> dict[str, bytes]:
-    """Throwaway ES256 CA and signing certificate meeting C2PA's certificate profile."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = dt.datetime.now(dt.timezone.utc)
-
-    def usage(sign_certs: bool) -> x509.KeyUsage:
-        return x509.KeyUsage(
-            digital_signature=True,
-            content_commitment=False,
-            key_encipherment=False,
-            data_encipherment=False,
-            key_agreement=False,
-            key_cert_sign=sign_certs,
-            crl_sign=sign_certs,
-            encipher_only=False,
-            decipher_only=False,
-        )
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, "Provenance Test Root"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Throwaway Test CA"),
-        ]
-    )
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(usage(True), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, "Test Generator Signer"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Throwaway AI Lab"),
-        ]
-    )
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(usage(False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    return {
-        # The chain handed to the signer ends before the root, as C2PA asks.
-        "chain": leaf.public_bytes(pem),
-        "key": key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-        "root": ca.public_bytes(pem),
-    }
-
-
-def c2pa_sign(src: Path, dst: Path, mime: str, certs: dict[str, bytes], source_type: str) -> Path:
-    manifest = {
-        "claim_generator_info": [{"name": "provenance-test-generator", "version": "1.0"}],
-        "title": dst.name,
-        "format": mime,
-        "assertions": [
-            {
-                "label": "c2pa.actions",
-                "data": {"actions": [{"action": "c2pa.created", "digitalSourceType": IPTC + source_type}]},
-            }
-        ],
-    }
-    ctx = c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}})
-    signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, certs["chain"], certs["key"], None))
-    with c2pa.Builder(manifest, context=ctx) as builder, open(src, "rb") as s, open(dst, "w+b") as d:
-        builder.sign(signer, mime, s, d)
-    return dst
-
-
-def flip(path: Path, dst: Path, start: int, n: int = 64) -> Path:
-    data = bytearray(path.read_bytes())
-    for i in range(start, start + n):
-        data[i] ^= 0xFF
-    dst.write_bytes(bytes(data))
-    return dst
+    """Throwaway CA and signing certificate (see :func:`make_test_certs`)."""
+    return make_test_certs()
 
 
 def check_json(report: ProvenanceReport) -> dict:
@@ -196,10 +55,7 @@ def check_json(report: ProvenanceReport) -> dict:
 
 
 def test_jpeg_xmp_digital_source_type_declares_ai(tmp_path: Path) -> None:
-    p = tmp_path / "gen.jpg"
-    body = f'<Iptc4xmpExt:DigitalSourceType rdf:resource="{IPTC}trainedAlgorithmicMedia"/>'
-    Image.fromarray(natural_rgb(96, 128, 1)).save(p, "JPEG", xmp=xmp_packet(body))
-    r = inspect_provenance(p)
+    r = inspect_provenance(xmp_declared_jpeg(tmp_path / "gen.jpg"))
     assert r.kind == "image" and r.c2pa.state == "absent"
     assert r.metadata.digital_source_types == [IPTC + "trainedAlgorithmicMedia"]
     assert r.verdict_hint == "ai_declared"
@@ -222,15 +78,7 @@ def test_xmp_capture_source_type_and_camera_exif_are_not_ai(tmp_path: Path) -> N
 
 
 def test_png_automatic1111_parameters_chunk(tmp_path: Path) -> None:
-    p = tmp_path / "a1111.png"
-    info = PngImagePlugin.PngInfo()
-    info.add_text(
-        "parameters",
-        "a photo of a cat\nNegative prompt: blurry\n"
-        "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1234, Size: 128x96, Model hash: abc",
-    )
-    Image.fromarray(natural_rgb(96, 128, 3)).save(p, pnginfo=info)
-    r = inspect_provenance(p)
+    r = inspect_provenance(a1111_png(tmp_path / "a1111.png"))
     assert r.verdict_hint == "ai_declared"
     decl = r.metadata.ai_declarations[0]
     assert (decl.source, decl.where, decl.signed) == ("png_text", "PNG text 'parameters'", False)
@@ -276,23 +124,15 @@ def test_mp4_xmp_in_uuid_box(tmp_path: Path) -> None:
 
 
 def test_stable_diffusion_watermark_found_and_no_false_positive(tmp_path: Path) -> None:
-    from imwatermark import WatermarkEncoder
-
-    rgb = natural_rgb(512, 512, 5)
-    enc = WatermarkEncoder()
-    enc.set_watermark("bytes", b"StableDiffusionV1")
     # As the SD reference scripts do: RGB -> BGR, encode, back to RGB; saved losslessly.
-    marked = enc.encode(np.ascontiguousarray(rgb[:, :, ::-1]), "dwtDct")[:, :, ::-1]
-    Image.fromarray(np.ascontiguousarray(marked)).save(tmp_path / "marked.png")
-    Image.fromarray(rgb).save(tmp_path / "clean.png")
-
-    r = inspect_provenance(tmp_path / "marked.png")
+    marked, clean_png = sd_watermarked_png(tmp_path / "marked.png", tmp_path / "clean.png")
+    r = inspect_provenance(marked)
     assert r.verdict_hint == "ai_watermark", r.watermark.scores
     assert [s.scheme for s in r.watermark.detected] == ["sd_v1"]
     assert r.watermark.detected[0].bit_accuracy >= 0.75 and r.watermark.detected[0].chance < 1e-9
     assert r.watermark.required["sd_v1"] == "102/136"
 
-    clean = inspect_provenance(tmp_path / "clean.png")
+    clean = inspect_provenance(clean_png)
     assert clean.watermark.checked and clean.verdict_hint == "none"
     assert max(s.bit_accuracy for s in clean.watermark.scores) < 0.75
 
@@ -360,9 +200,7 @@ def test_c2pa_jpeg_ai_declared_untrusted_then_tampered(tmp_path: Path, certs: di
     assert out["c2pa"]["state"] == "untrusted_signer"
 
     # Flip bytes near the end of the image data (just before EOI): the content hash no longer matches.
-    size = signed.stat().st_size
-    tampered = flip(signed, tmp_path / "tampered.jpg", size - 200)
-    t = inspect_provenance(tampered)
+    t = inspect_provenance(tamper_jpeg(signed, tmp_path / "tampered.jpg"))
     assert t.c2pa.state == "invalid" and "assertion.dataHash.mismatch" in t.c2pa.failure_codes
     assert t.verdict_hint == "ai_declared" and "no longer valid" in t.verdict_reason
 
@@ -393,9 +231,7 @@ def test_c2pa_mp4_ai_declared_then_tampered(tmp_path: Path, certs: dict[str, byt
     assert r.kind == "video" and r.c2pa.state == "untrusted_signer"
     assert r.verdict_hint == "ai_declared" and r.c2pa.signer == "Test Generator Signer"
 
-    data = signed.read_bytes()
-    _, start, size = next(b for b in top_level_boxes(data) if b[0] == "mdat")
-    t = inspect_provenance(flip(signed, tmp_path / "tampered.mp4", start + size // 2))
+    t = inspect_provenance(tamper_mp4(signed, tmp_path / "tampered.mp4"))
     assert t.c2pa.state == "invalid"
     assert any("Hash.mismatch" in code for code in t.c2pa.failure_codes), t.c2pa.failure_codes
     check_json(t)
@@ -432,21 +268,21 @@ def test_broken_manifests_become_notes(tmp_path: Path) -> None:
 def test_hostile_metadata(tmp_path: Path) -> None:
     img = Image.fromarray(natural_rgb(64, 64, 31))
     # XMP far over the parse limit, as an uncompressed PNG iTXt chunk.
-    huge = xmp_packet("<!--" + "A" * (5 * 2**20) + "-->")
-    info = PngImagePlugin.PngInfo()
-    info.add_itxt("XML:com.adobe.xmp", huge.decode("utf-8"), zip=False)
-    img.save(tmp_path / "huge_xmp.png", pnginfo=info)
-    r = inspect_provenance(tmp_path / "huge_xmp.png")
+    r = inspect_provenance(huge_xmp_png(tmp_path / "huge_xmp.png"))
     assert any("not parsed" in n for n in r.metadata.notes)
 
     # Entity-expansion bomb in JPEG XMP: defusedxml refuses it.
-    bomb = (
-        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
-        b'<x:xmpmeta xmlns:x="adobe:ns:meta/">&b;</x:xmpmeta>'
-    )
-    img.save(tmp_path / "bomb.jpg", xmp=bomb)
-    r = inspect_provenance(tmp_path / "bomb.jpg")
+    r = inspect_provenance(xmp_bomb_jpeg(tmp_path / "bomb.jpg"))
     assert any("not parseable" in n for n in r.metadata.notes)
+
+    # Terminal control sequences in a tag never reach the output as such: every string from a file is escaped.
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "Stable Diffusion\x1b[2J\x1b]0;pwned\x07\nsecond line")
+    img.save(tmp_path / "ansi.png", pnginfo=info)
+    r = inspect_provenance(tmp_path / "ansi.png")
+    text = json.dumps(r.to_json(), ensure_ascii=False)
+    assert r.verdict_hint == "ai_declared" and "\\u001b" not in text and "\\u0007" not in text
+    assert "\\x1b[2J" in r.metadata.generator_hints[0].value and r.verdict_reason.isprintable()
 
     # A 50 MB tEXt chunk: read once by Pillow, only its head is searched.
     info = PngImagePlugin.PngInfo()

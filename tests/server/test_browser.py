@@ -113,6 +113,9 @@ def test_upload_a_video_and_read_the_verdict(server: str, browser, tmp_path: Pat
     names = {n for n, _ in sizes}
     assert {"timeline.png", "face_0.png", "frame_0.png", "audio.png"} <= names and all(w > 0 for _, w in sizes)
     assert "face" in page.inner_text("#modalities") and "voice" in page.inner_text("#modalities")
+    # Nothing in the file says where it came from: the panel says the model decided.
+    assert page.get_attribute("#label-from", "data-from") == "model"
+    assert "Content Credentials (C2PA)" in page.inner_text("#provenance")
     # The slider re-labels the verdict against the displayed probability.
     p_text = text.split(":")[1].split("%")[0]
     p = float(p_text) / 100
@@ -123,6 +126,37 @@ def test_upload_a_video_and_read_the_verdict(server: str, browser, tmp_path: Pat
     page.click("#reset")
     page.screenshot(path=str(tmp_path / "verdict.png"), full_page=True)
     assert (tmp_path / "verdict.png").stat().st_size > 10_000
+    page.close()
+
+
+def test_provenance_panel_for_a_file_that_declares_itself_ai(server: str, browser, tmp_path: Path) -> None:
+    pytest.importorskip("c2pa")
+    from PIL import Image
+
+    from multimodal_df.testing.provenance_files import c2pa_sign, make_test_certs, natural_rgb
+
+    Image.fromarray(natural_rgb(256, 320, 40)).save(tmp_path / "photo.jpg", quality=90)
+    signed = c2pa_sign(
+        tmp_path / "photo.jpg", tmp_path / "declared.jpg", "image/jpeg", make_test_certs(), "trainedAlgorithmicMedia"
+    )
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(server + "/")
+    page.set_input_files("#file", str(signed))
+    page.uncheck("#explain")
+    page.click("#analyze")
+    page.wait_for_selector("#provenance", state="visible", timeout=120_000)
+    panel = page.inner_text("#provenance")
+    assert "Provenance" in panel and "The label comes from provenance" in panel
+    assert "declares itself AI-generated" in panel and "untrusted signer" in panel
+    assert "Test Generator Signer" in panel and "c2pa.created (trainedAlgorithmicMedia)" in panel
+    assert "inside a signed C2PA manifest" in panel and "not on any trust list" in panel
+    assert page.get_attribute("#label-from", "data-from") == "provenance"
+    # No threshold undoes the file's own declaration; the model's score is still shown.
+    for t in ("0.01", "0.99"):
+        page.fill("#threshold", t)
+        page.dispatch_event("#threshold", "input")
+        assert page.get_attribute("#verdict", "data-label") == "fake"
+        assert "FAKE by its own provenance" in page.inner_text("#verdict")
     page.close()
 
 
@@ -146,6 +180,52 @@ def test_bad_uploads_show_a_clear_error(
     page.click("#analyze")
     page.wait_for_selector("#error", state="visible", timeout=60_000)
     assert shown in page.inner_text("#error")
-    assert not page.is_visible("#result")
+    assert not page.is_visible("#result") and not page.is_visible("#provenance")
     page.screenshot(path=str(tmp_path / f"{name}.png"))
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def keyed_server(detector_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The server with an API key (from the environment, as the README recommends)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("keyed") / "server.log"
+    env = {**os.environ, "MULTIMODAL_DF_API_KEY": "page-test-key"}
+    argv = [sys.executable, "-m", "multimodal_df.serve", "--port", str(port), "--checkpoint", str(detector_dir)]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([*argv, "--device", "cpu"], stdout=fh, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180  # a loaded 2-core machine takes a while to import and load
+    while True:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail("server did not start:\n" + log.read_text())
+            time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_the_page_asks_for_the_api_key_and_sends_it(keyed_server: str, browser, tmp_path: Path) -> None:
+    video = make_clip(tmp_path / "clip.mp4", FixtureSpec(seed=302, duration=1.5, width=160, height=160))
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(keyed_server + "/")
+    page.wait_for_selector("#apikey", state="visible")  # /health said a key is needed
+    page.set_input_files("#file", str(video))
+    page.fill("#apikey", "wrong")
+    page.click("#analyze")
+    page.wait_for_selector("#error", state="visible", timeout=60_000)
+    assert "API key needed" in page.inner_text("#error")
+    page.fill("#apikey", "page-test-key")
+    page.click("#analyze")
+    page.wait_for_selector("#verdict", state="visible", timeout=120_000)
+    assert "clip.mp4" in page.inner_text("#verdict")
+    # Nothing the page needs was blocked by its Content-Security-Policy.
+    assert not [e for e in errors if "Content Security Policy" in e], errors
     page.close()

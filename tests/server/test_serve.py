@@ -24,7 +24,7 @@ def client(detector_dir: Path, upload_tmp: Path):
     app = create_app(
         Detector.load(detector_dir, "cpu"), max_upload_mb=1.0, tmp_dir=str(upload_tmp), checkpoint=str(detector_dir)
     )
-    return TestClient(app)
+    return TestClient(app, base_url="http://127.0.0.1")  # a Host the server answers (loopback by default)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_busy_server_answers_503(detector_dir: Path, files: dict[str, Path], tmp
     from fastapi.testclient import TestClient
 
     app = create_app(Detector.load(detector_dir, "cpu"), max_waiting=0, tmp_dir=str(tmp_path))
-    r = post(TestClient(app), files["real"])
+    r = post(TestClient(app, base_url="http://127.0.0.1"), files["real"])
     assert r.status_code == 503 and "busy" in r.json()["error"]
     assert list(tmp_path.iterdir()) == []
 
