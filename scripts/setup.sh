@@ -16,7 +16,7 @@ if [ "$(cat .venv/.setup-stamp 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   # shellcheck disable=SC2086
   .venv/bin/python -m pip install -q $TORCH_PINS
-  .venv/bin/python -m pip install -q -e ".[test]"
+  .venv/bin/python -m pip install -q -e ".[test,scale]"
   # facenet-pytorch's metadata pins torch 2.2 and numpy<2; its code runs fine on the stack above.
   # invisible-watermark's asks for opencv-python beside our opencv-python-headless; its needs
   # (PyWavelets, numpy, opencv) are in pyproject.toml.
