@@ -2,6 +2,7 @@
 
     >>> import multimodal_df as mdf
     >>> det = mdf.load()                         # the shipped model (or mdf.load("runs/x/detector", device="cuda"))
+    >>> det = mdf.load(runtime="onnx")           # branch models on ONNX Runtime (graphs exported once if needed)
     >>> pred = det.predict("clip.mp4")           # a typed Prediction
     >>> pred.p_fake, pred.label, pred.to_json()
     >>> det.explain("clip.mp4").save("report/")  # heat maps, audio evidence, timeline, report.html
@@ -22,14 +23,15 @@ FAKE = 1
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load on first use
     from .config import Config, load_config  # noqa: F401
-    from .pipeline.checkpoint import default_checkpoint, load  # noqa: F401
+    from .pipeline.checkpoint import default_checkpoint  # noqa: F401
     from .pipeline.detector import Detector  # noqa: F401
+    from .pipeline.onnx_runtime import load  # noqa: F401
     from .pipeline.outputs import Analysis, Prediction  # noqa: F401
     from .vision.backbones import list_models  # noqa: F401
 
 # Public name -> module that defines it; resolved lazily (PEP 562).
 _LAZY = {
-    "load": "pipeline.checkpoint",
+    "load": "pipeline.onnx_runtime",  # checkpoint.load plus the runtime keyword
     "default_checkpoint": "pipeline.checkpoint",
     "Detector": "pipeline.detector",
     "Prediction": "pipeline.outputs",

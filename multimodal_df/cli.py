@@ -4,6 +4,7 @@ multimodal-df predict clip.mp4 --json
 multimodal-df train --stage all --config tiny --manifest data.csv
 multimodal-df evaluate --checkpoint DIR --manifest test.csv --out report/
 multimodal-df serve --port 8000
+multimodal-df export CHECKPOINT --out DIR
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ COMMANDS = {
     "train": "train each modality, then fuse",
     "evaluate": "ROC-AUC reports on a labelled manifest",
     "serve": "the REST API and web page",
+    "export": "write ONNX graphs of a detector's branch models",
     "demo": "score the bundled examples",
     "recipe": "train the shipped model from real media only",
     "datasets": "turn a public dataset's layout into a manifest",
+    "scan": "score many files with Ray (local or a cluster), resumable JSON lines",
+    "sweep": "search training settings (Optuna), ranked by validation AUC",
 }
 
 

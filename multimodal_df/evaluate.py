@@ -6,8 +6,9 @@
 With several manifests, each file's category is prefixed with its manifest's name (``dev/video:emo``), so
 one table reports every source of every set, each against the real files of its own domain.
 
-Writes ``report.json``, ``report.md``, ``roc.png`` and ``predictions.jsonl`` (one record per
-file). Every file goes through the same code path as ``predict``.
+Writes ``report.json``, ``report.md``, ``roc.png``, ``predictions.jsonl`` (one record per file) and
+``model_card.md``: one table of AUC per domain and per source, with ``--validation runs/x/validation.json``
+next to the recipe's pseudo-fake figures (held-out generators marked). Every file goes through the same code path as ``predict``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="directory for report.json, report.md, roc.png")
     p.add_argument("--split", help="evaluate only rows of this split (e.g. test)")
+    p.add_argument(
+        "--validation",
+        help="a recipe's validation.json: its pseudo-fake figures join the real-world ones in model_card.md",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the AUC intervals")
     p.add_argument(
@@ -54,10 +59,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluation.report import build_report, fmt, plot_roc, with_trimmed_audio, write_markdown
+    from .evaluation.report import build_report, fmt, model_card_table, plot_roc, with_trimmed_audio, write_markdown
     from .pipeline.checkpoint import load
     from .training.manifests import read_manifest
 
+    validation = None
+    if args.validation:
+        try:
+            validation = json.loads(Path(args.validation).read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--validation {args.validation}: {exc}") from None
     det = load(args.checkpoint, args.device)
     rows = []
     for m in args.manifest:
@@ -99,6 +110,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         f" ({args.split})" if args.split else ""
     )
     write_markdown(report, out / "report.md", title)
+    (out / "model_card.md").write_text(f"## {title}\n\n" + model_card_table(report, validation))
     if "trim_silence" in report:
         extra = out / "report_trimmed.md"
         write_markdown(report["trim_silence"], extra, title + ", leading/trailing silence removed")

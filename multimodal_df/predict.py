@@ -1,6 +1,8 @@
 """Score videos, audio files and face images.
 
     python -m multimodal_df.predict video.mp4 [more files or folders] [--checkpoint DIR] [--json]
+    python -m multimodal_df.predict long.mp4 --stream [--chunk-seconds 30] --json   # a line per chunk, then the verdict
+    python -m multimodal_df.predict video.mp4 --runtime onnx                        # branch models on ONNX Runtime
 
 Exit status: 0 when every input was scored, 1 when any failed (the others are still
 reported), 2 for usage errors (bad arguments, no usable checkpoint), 3 when the process itself failed.
@@ -40,6 +42,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the provenance stage (C2PA, AI-disclosure metadata, watermarks): the label follows the model only",
     )
     p.add_argument("--trust-anchors", metavar="PEM", help="root certificates a C2PA signer must chain to be trusted")
+    p.add_argument(
+        "--runtime",
+        default="torch",
+        choices=["torch", "onnx"],
+        help="what runs the vision and audio models: PyTorch, or ONNX Runtime (graphs from the checkpoint's "
+        "onnx.json, else exported once into the cache, $MULTIMODAL_DF_CACHE or ~/.cache/multimodal_df)",
+    )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="analyse the whole of each file in chunks with bounded memory (no max_seconds cap): a line per chunk as "
+        "soon as it is scored, then the verdict line",
+    )
+    p.add_argument(
+        "--chunk-seconds",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="--stream: length of each chunk, seconds (default 30, at least 2)",
+    )
     return p
 
 
@@ -68,9 +90,17 @@ def _predict(args: argparse.Namespace, out: TextIO) -> int:
     from .media.sniff import iter_inputs
     from .pipeline.outputs import Analysis, Prediction
 
-    detector = load_checked(args.checkpoint, args.device)
+    if args.stream and args.explain:
+        raise ConfigError("--explain cannot be used with --stream (explanations need the whole clip in memory)")
+    if args.stream and not args.chunk_seconds >= 2.0:
+        raise ConfigError(f"--chunk-seconds must be at least 2, got {args.chunk_seconds:g}")
+    detector = load_checked(args.checkpoint, args.device, args.runtime)
+    if detector.runtime.exported:
+        print(f"note: ONNX graphs exported once to {detector.runtime.graphs}", file=sys.stderr)
     detector.provenance.enabled = not args.no_provenance
     detector.provenance.trust_anchors = args.trust_anchors
+    if args.stream:
+        return _stream(detector, args, out)
     failed = False
     used: set[str] = set()
     for path, err in iter_inputs(args.paths):
@@ -96,14 +126,57 @@ def _predict(args: argparse.Namespace, out: TextIO) -> int:
     return ExitCode.INPUT_ERRORS if failed else ExitCode.OK
 
 
-def load_checked(checkpoint: str | None, device: str) -> Any:
+def _stream(detector: Any, args: argparse.Namespace, out: TextIO) -> int:
+    """``--stream``: per input, a line per chunk as soon as it is scored, then the verdict line (the ``--json``
+    record plus ``stream``). Exit status as without it: 1 when any input got no verdict."""
+    from .media.sniff import iter_inputs
+    from .pipeline.outputs import Prediction
+    from .pipeline.stream import ChunkResult, StreamVerdict
+
+    failed = False
+    for path, err in iter_inputs(args.paths):
+        items = (
+            iter([StreamVerdict(Prediction(path=path, error=err))])
+            if err
+            else detector.stream(path, args.chunk_seconds)
+        )
+        try:
+            for item in items:
+                if isinstance(item, ChunkResult):
+                    line = json.dumps(item.to_json()) if args.json else _chunk_text(item)
+                else:
+                    failed |= item.prediction.error is not None
+                    line = json.dumps(item.to_json()) if args.json else _text(item.prediction)
+                print(line, file=out, flush=True)
+        except Exception as exc:
+            # As without --stream: whatever happens to one input, the batch goes on with an error line for it.
+            pred = Prediction(path=path, error=one_line(f"internal error: {type(exc).__name__}: {exc}", 300))
+            print(json.dumps(pred.to_json()) if args.json else _text(pred), file=out, flush=True)
+            failed = True
+    return ExitCode.INPUT_ERRORS if failed else ExitCode.OK
+
+
+def _chunk_text(c: Any) -> str:
+    """One line per chunk in text mode."""
+    where = f"chunk {c.chunk:3d}  {c.start_s:8.1f}-{c.end_s:8.1f} s"
+    if c.error:
+        return f"{where}  not scored: {printable(c.error)}"
+
+    def p(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    return f"{where}  P(fake)={p(c.p_fake)}  vision {p(c.vision)}  audio {p(c.audio)}  {printable(c.path)}"
+
+
+def load_checked(checkpoint: str | None, device: str, runtime: str = "torch") -> Any:
     """:func:`multimodal_df.pipeline.checkpoint.load`, with any failure a :class:`CheckpointError` (exit status 2):
     validation names what is wrong with a checkpoint, and whatever still escapes it is the checkpoint's fault too,
-    never a reason to show a traceback."""
-    from .pipeline.checkpoint import load
+    never a reason to show a traceback. ``runtime="onnx"`` runs the branch models on ONNX Runtime
+    (:func:`multimodal_df.pipeline.onnx_runtime.load`)."""
+    from .pipeline.onnx_runtime import load
 
     try:
-        return load(checkpoint, device)
+        return load(checkpoint, device, runtime)
     except (CheckpointError, ConfigError):
         raise
     except Exception as exc:

@@ -3,7 +3,8 @@
     python -m multimodal_df.serve --host 127.0.0.1 --port 8000 [--checkpoint DIR]
 
 ``GET /`` the web page; ``GET /health``; ``POST /v1/predict`` (multipart field ``file``) returns the JSON
-record of ``predict --json``. See :mod:`multimodal_df.server.app` for how the server protects itself.
+record of ``predict --json`` (``?stream=true``: NDJSON, a line per chunk then the verdict, as ``predict --stream``).
+``--runtime onnx`` runs the branch models on ONNX Runtime. See :mod:`multimodal_df.server.app` for how the server protects itself.
 
 On a loopback address (the default) it answers requests for ``localhost``, ``127.0.0.1`` and ``::1`` only, without
 an API key. Any other address needs an API key (``--api-key`` or, better, ``$MULTIMODAL_DF_API_KEY``, which other
@@ -38,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint", help="detector directory (default: $MULTIMODAL_DF_CHECKPOINT, else the shipped model)"
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--runtime",
+        default="torch",
+        choices=["torch", "onnx"],
+        help="what runs the vision and audio models: PyTorch, or ONNX Runtime (see predict --help)",
+    )
     p.add_argument("--max-upload-mb", type=float, default=200.0)
     p.add_argument("--max-waiting", type=int, default=8, help="requests allowed to wait for the model; more get 503")
     p.add_argument(
@@ -122,7 +129,7 @@ def _serve(args: argparse.Namespace) -> int:
         from .predict import load_checked
         from .server.app import create_app
 
-        detector = load_checked(args.checkpoint, args.device)
+        detector = load_checked(args.checkpoint, args.device, args.runtime)
         settings.checkpoint = args.checkpoint or default_checkpoint() or ""
         app = create_app(detector, settings=settings)
         print(f"serving on {where} (API docs at /docs)", file=sys.stderr)
@@ -130,11 +137,12 @@ def _serve(args: argparse.Namespace) -> int:
         return ExitCode.OK
     # Several processes, each loading the model itself from the factory below; this one only supervises them and
     # never imports the models' libraries. The settings travel in the environment, the key apart from them.
-    problem = _load_problem(args.checkpoint, args.device)
+    # Loading once here also exports the ONNX graphs into the cache, if needed, before the workers look for them.
+    problem = _load_problem(args.checkpoint, args.device, args.runtime)
     if problem:
         raise CheckpointError(problem)
     fields = {k: v for k, v in dataclasses.asdict(settings).items() if k != "api_key"}
-    os.environ[SETTINGS_ENV] = json.dumps({"settings": fields, "device": args.device})
+    os.environ[SETTINGS_ENV] = json.dumps({"settings": fields, "device": args.device, "runtime": args.runtime})
     if settings.api_key:
         os.environ[API_KEY_ENV] = settings.api_key
     print(f"serving on {where} with {args.workers} worker processes (API docs at /docs)", file=sys.stderr)
@@ -142,20 +150,20 @@ def _serve(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _load_problem(checkpoint: str | None, device: str) -> str | None:
+def _load_problem(checkpoint: str | None, device: str, runtime: str = "torch") -> str | None:
     """Why the checkpoint cannot be loaded (None when it can), found by loading it once in a short-lived process:
     fail here with one clear line rather than in every worker."""
     import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_try_load, (checkpoint, device))
+        return pool.apply(_try_load, (checkpoint, device, runtime))
 
 
-def _try_load(checkpoint: str | None, device: str) -> str | None:
+def _try_load(checkpoint: str | None, device: str, runtime: str = "torch") -> str | None:
     from .predict import load_checked
 
     try:
-        detector: Detector = load_checked(checkpoint, device)
+        detector: Detector = load_checked(checkpoint, device, runtime)
     except CheckpointError as exc:
         return str(exc)
     del detector

@@ -171,6 +171,15 @@ def _check(cfg: Config) -> None:
         )
     if t.audio_holdout is not None and len(t.audio_generators) < 2:
         raise ConfigError("train.audio_holdout: holding out the only generator leaves nothing to train on")
+    archs = ("tconv", "nearest", "bilinear", "pixelshuffle")  # the face decoders' upsampling layers
+    bad = [d for d in [*t.face_decoders, t.face_holdout] if d is not None and d not in archs]
+    if bad:
+        raise ConfigError(f"train.face_decoders / face_holdout: unknown decoder(s) {bad}; choose from {archs}")
+    if t.face_holdout is not None and t.face_holdout in t.face_decoders:
+        raise ConfigError("train.face_holdout: the held-out decoder must not also be in train.face_decoders")
+    for name in ("channel_prob", "decoder_share"):
+        if not 0.0 <= getattr(t, name) <= 1.0:
+            raise ConfigError(f"train.{name} must be in [0, 1]")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -10,8 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-AudioGenerator = Literal["griffin_lim", "world", "espeak", "flite"]
-"""Names of the audio pseudo-fake generators (see :mod:`multimodal_df.training.pseudofakes.speech`)."""
+AudioGenerator = Literal[
+    "griffin_lim",
+    "world",
+    "espeak",
+    "flite",
+    "vocoder_hifigan",
+    "vocoder_istft",
+    "vocoder_upsample",
+    "vocoder_subpixel",
+]
+"""Names of the audio pseudo-fake generators (see :mod:`multimodal_df.training.pseudofakes.speech`). The
+``vocoder_*`` ones are small neural vocoders trained on the real speech first (``train.generators_dir``)."""
 AUDIO_GENERATORS: tuple[str, ...] = get_args(AudioGenerator)
 
 
@@ -128,7 +138,7 @@ class AudioConfig:
 class FusionConfig:
     """Late fusion over branch outputs, trained after the branches."""
 
-    methods: list[Literal["stacking", "mlp"]] = field(default_factory=lambda: ["stacking", "mlp"])
+    methods: list[Literal["stacking", "mlp", "noisy_or"]] = field(default_factory=lambda: ["stacking", "mlp"])
     """Every listed method is trained, simplest first; see ``min_gain``."""
     min_gain: float = 0.02
     """A later (more complex) method is kept only if its out-of-fold AUC beats the best earlier one
@@ -182,6 +192,18 @@ class TrainConfig:
     """One of ``audio_generators`` kept out of training and out of model selection; its AUC is reported."""
     audio_epoch_windows: int = 4
     """Audio pseudo-fake training: windows drawn per real utterance per epoch (at random offsets), and as many fakes."""
+    channel_prob: float = 0.0
+    """Audio: chance that a training window (real or fake alike) goes through a random recording channel
+    (codec, telephone band, reverberation, noise, resampling, EQ), so that conditions are never the tell."""
+    face_decoders: list[str] = field(default_factory=list)
+    """Vision pseudo-fakes: face decoders (``tconv``, ``nearest``, ``bilinear``, ``pixelshuffle``) trained on the
+    real faces first (``train.generators_dir``); real crops passed through them stand for generated faces."""
+    face_holdout: str | None = None
+    """A decoder kept out of training and model selection (made, validated and reported only)."""
+    decoder_share: float = 0.5
+    """Share of real training crops that also appear as a decoder reconstruction (label fake)."""
+    generators_dir: str | None = None
+    """Folder with the trained vocoders and face decoders (``vocoder_<arch>/``, ``decoder_<arch>/``)."""
     max_crops_per_video: int = 32
     grad_clip: float = 1.0
     progress: bool = True

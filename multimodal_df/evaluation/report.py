@@ -221,3 +221,44 @@ def with_trimmed_audio(det: Detector, analysis: Analysis) -> Prediction:
     # would rightly call a shift; this check is about the audio branch's silence shortcut.
     p = det.fuse(pred.vision, a, pred.sync)
     return dataclasses.replace(pred, audio=a, p_fake=p, label="fake" if p >= det.threshold else "real")
+
+
+def model_card_table(report: dict[str, Any], validation: dict[str, Any] | None = None) -> str:
+    """One Markdown table for the model card: real-world AUC per domain and per source of fakes from ``report``
+    (an :func:`build_report` on media nobody on the project made), and with ``validation`` (the recipe's
+    ``validation.json``) the pseudo-fake figures on never-seen people and speakers, held-out generators marked."""
+    lines = [
+        "| set | fakes | real | fake | fused AUC | vision AUC | audio AUC | ECE |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for dom, v in (report.get("domains") or {}).items():
+        lines.append(
+            f"| real-world: {dom} | all | {v['n_real']} | {v['n_fake']} | {fmt(v['fused_auc'])} | "
+            f"{fmt(v['vision_auc'])} | {fmt(v['audio_auc'])} | {fmt(v['ece'])} |"
+        )
+    for cat, v in (report.get("categories") or {}).items():
+        if v["label"] == "fake":
+            lines.append(
+                f"| real-world: {domain_of(cat) or '-'} | {cat.split(':', 1)[-1]} | | {v['files']} | "
+                f"{fmt(v['fused_auc'])} | {fmt(v['vision_auc'])} | {fmt(v['audio_auc'])} | |"
+            )
+    if validation:
+        holdouts = {validation.get("holdout_generator"), validation.get("holdout_face_generator")} - {None}
+        for key, branch, col in (
+            ("vision_test_people", "pseudo-fakes, test people", "vision"),
+            ("audio_test_speakers", "pseudo-fakes, test speakers", "audio"),
+        ):
+            t = validation.get(key) or {}
+            n_real = (t.get("real") or {}).get("n", "")
+            for kind, v in t.items():
+                if not isinstance(v, dict) or "auc" not in v or kind == "real":
+                    continue
+                held = kind in holdouts
+                name = f"**{kind} (held out)**" if held else kind
+                ece = fmt(t.get("ece_holdout")) if held else ""
+                cells = {"vision": "", "audio": ""}
+                cells[col] = fmt(v["auc"])
+                lines.append(
+                    f"| {branch} | {name} | {n_real} | {v['n']} | | {cells['vision']} | {cells['audio']} | {ece} |"
+                )
+    return "\n".join(lines) + "\n"

@@ -7,7 +7,11 @@ audio-only inputs. Optionally it also sees the audio-visual sync features
 
 * ``stacking``: logistic regression on the branch logits with separate weights for each
   presence pattern (both / vision only / audio only) and the presence indicators;
-* ``mlp``: a one-hidden-layer MLP on standardised embeddings, logits and flags.
+* ``mlp``: a one-hidden-layer MLP on standardised embeddings, logits and flags;
+* ``noisy_or``: nothing learned. The branches' own calibrated P(fake) combine as "fake if either track is
+  fake": ``1 - (1 - p_vision) * (1 - p_audio)`` (the present one alone when the other is missing). The fused
+  score is therefore explainable from the branch scores a user sees: never below the larger of them, never
+  above their sum. A face at 0.70 and a voice at 0.00 fuse to 0.70.
 
 Both are trained with modality dropout (a present modality is hidden at random), so they
 have seen every missing-modality pattern they will meet.
@@ -21,6 +25,8 @@ from typing import Protocol
 import numpy as np
 import torch
 from torch import nn
+
+FUSION_METHODS = ("stacking", "mlp", "noisy_or")
 
 
 class BranchOutput(Protocol):
@@ -125,7 +131,7 @@ class LateFusion(nn.Module):
         self, method: str, vision_dim: int, audio_dim: int, hidden: int = 64, dropout: float = 0.1, sync_dim: int = 0
     ) -> None:
         super().__init__()
-        if method not in ("stacking", "mlp"):
+        if method not in FUSION_METHODS:
             raise ValueError(f"unknown fusion method {method!r}")
         self.method, self.hidden = method, hidden
         self.vision_dim, self.audio_dim, self.sync_dim = vision_dim, audio_dim, sync_dim
@@ -135,7 +141,12 @@ class LateFusion(nn.Module):
         self.register_buffer("v_sd", torch.ones(vision_dim))
         self.register_buffer("a_mu", torch.zeros(audio_dim))
         self.register_buffer("a_sd", torch.ones(audio_dim))
-        if method == "stacking":
+        if method == "noisy_or":
+            # Each branch's calibration [a, b, p_min, p_max] (see pipeline.calibration.Calibration).
+            self.register_buffer("v_cal", torch.tensor([1.0, 0.0, 0.0, 1.0]))
+            self.register_buffer("a_cal", torch.tensor([1.0, 0.0, 0.0, 1.0]))
+            self.net = nn.Identity()
+        elif method == "stacking":
             self.net = nn.Linear(7 + n_sync, 1)
         else:
             self.net = nn.Sequential(
@@ -153,6 +164,14 @@ class LateFusion(nn.Module):
     def from_config(cls, args: FusionArgs) -> LateFusion:
         """A fusion model of the architecture ``args`` (weights untrained: load them next)."""
         return cls(args.method, args.vision_dim, args.audio_dim, args.hidden, sync_dim=args.sync_dim)
+
+    def set_calibrations(self, vision: object | None, audio: object | None) -> None:
+        """Copy the branch calibrations (objects with ``a``, ``b``, ``p_min``, ``p_max``) that ``noisy_or`` applies."""
+        if self.method != "noisy_or":
+            return
+        for cal, buf in ((vision, self.v_cal), (audio, self.a_cal)):
+            if cal is not None:
+                buf.copy_(torch.tensor([cal.a, cal.b, cal.p_min, cal.p_max], dtype=torch.float32))  # type: ignore[attr-defined]
 
     def fit_scaler(self, x: FusionInputs) -> None:
         """Set the embedding standardisation from items where each modality is present."""
@@ -176,6 +195,8 @@ class LateFusion(nn.Module):
         s_feat: torch.Tensor | None = None,
         s_present: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        if self.method == "noisy_or":
+            return _noisy_or(v_logit, v_present, self.v_cal, a_logit, a_present, self.a_cal)
         vp, ap = v_present.unsqueeze(1), a_present.unsqueeze(1)
         v, a = v_logit.unsqueeze(1) * vp, a_logit.unsqueeze(1) * ap
         both = vp * ap
@@ -197,6 +218,26 @@ class LateFusion(nn.Module):
         ve = (v_emb - self.v_mu) / self.v_sd * vp
         ae = (a_emb - self.a_mu) / self.a_sd * ap
         return self.net(torch.cat([ve, ae, logits, *sync], dim=1)).squeeze(-1)
+
+
+def _noisy_or(
+    v_logit: torch.Tensor,
+    v_present: torch.Tensor,
+    v_cal: torch.Tensor,
+    a_logit: torch.Tensor,
+    a_present: torch.Tensor,
+    a_cal: torch.Tensor,
+) -> torch.Tensor:
+    """Logit of 1 - (1 - p_v)(1 - p_a) from branch logits [B] and their calibrations; an absent branch counts as 0."""
+
+    def prob(z: torch.Tensor, cal: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid((z.double() * cal[0] + cal[1]).clamp(-60, 60)).clamp(cal[2], cal[3])
+        return p * (present > 0.5)
+
+    keep = (1 - prob(v_logit, v_cal, v_present)) * (1 - prob(a_logit, a_cal, a_present))
+    keep = keep.clamp(1e-12, 1 - 1e-12)
+    # Double precision so that probabilities near 0 or 1 survive the round trip through the logit.
+    return (torch.log1p(-keep) - torch.log(keep)).to(v_logit.dtype)
 
 
 def _known(y_mod: np.ndarray | None, y: np.ndarray) -> np.ndarray:
@@ -240,17 +281,22 @@ def train_fusion(
     lr: float,
     weight_decay: float,
     seed: int = 0,
+    calibrations: tuple[object | None, object | None] = (None, None),
 ) -> LateFusion:
     """Fit a :class:`LateFusion` on all of ``x`` (full-batch AdamW; the data is one validation set).
 
     Modality dropout: each step, every item with both modalities is seen with one of them hidden
     with probability ``modality_dropout``; its target is then the remaining modality's label
-    (``y_v`` / ``y_a``, -1 where unknown, falling back to ``y``).
+    (``y_v`` / ``y_a``, -1 where unknown, falling back to ``y``). ``calibrations`` (vision, audio) are the
+    branch calibrations ``noisy_or`` combines; that method learns nothing.
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = LateFusion(method, x.v_emb.shape[1], x.a_emb.shape[1], hidden, sync_dim=x.s_feat.shape[1])
     model.fit_scaler(x)
+    model.set_calibrations(*calibrations)
+    if method == "noisy_or":
+        return model.eval()
     v_logit, v_emb, vp, a_logit, a_emb, ap, s_feat, sp = x.tensors()
     yt = torch.as_tensor(y, dtype=torch.float32)
     yv = torch.as_tensor(_known(y_v, y))
@@ -276,7 +322,7 @@ def train_fusion(
 def fusion_logits(model: LateFusion, x: FusionInputs) -> np.ndarray:
     """Fused logits [N] for ``x``."""
     model.eval()
-    return model(*x.tensors(next(model.parameters()).device)).cpu().numpy()
+    return model(*x.tensors(model.v_mu.device)).cpu().numpy()
 
 
 def stratified_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,11 +32,13 @@ from ..provenance import ProvenanceSettings, decide, inspect_provenance
 from ..vision.crops import resize_square
 from ..vision.faces import FaceDetector, FaceTrack
 from ..vision.model import VisionModel
+from .onnx_runtime import RuntimeInfo
 from .outputs import Analysis, AudioOutput, Prediction, VisionOutput, per_second_segments
 from .schema import BranchMeta
 
 if TYPE_CHECKING:
     from .explain import Explanation
+    from .stream import ChunkResult, StreamVerdict
 
 SILENCE_PEAK = 1e-3
 """Audio whose peak amplitude stays below this (-60 dBFS) is treated as absent."""
@@ -92,14 +95,24 @@ class Detector:
             if m is not None:
                 m.to(self.device).eval()
         self.faces = FaceDetector(face_cfg, vision.input_size if vision is not None else 224, str(self.device))
+        self.branch_forward: dict[str, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] = {}
+        """Replacements for the branch models' forwards by name ("vision", "audio"): ONNX Runtime sessions set by
+        :func:`multimodal_df.pipeline.onnx_runtime.attach`. Empty: the PyTorch models run."""
+        self.runtime = RuntimeInfo()
+        """Which runtime runs the branch forwards (see :mod:`multimodal_df.pipeline.onnx_runtime`)."""
 
     # ------------------------------------------------------------------ persistence
     @classmethod
-    def load(cls, directory: str | Path, device: str = "auto") -> Detector:
-        """Rebuild a detector from a checkpoint directory (validated; no network, no pickle)."""
+    def load(cls, directory: str | Path, device: str = "auto", runtime: str = "torch") -> Detector:
+        """Rebuild a detector from a checkpoint directory (validated; no network, no pickle); ``runtime="onnx"``
+        runs the branch models on ONNX Runtime (see :mod:`multimodal_df.pipeline.onnx_runtime`)."""
         from .checkpoint import load_detector
 
-        return load_detector(directory, device)
+        if runtime == "torch":
+            return load_detector(directory, device)
+        from .onnx_runtime import load
+
+        return load(directory, device, runtime)
 
     def save(self, directory: str | Path) -> Path:
         """Write this detector as a checkpoint directory (see :mod:`multimodal_df.pipeline.checkpoint`)."""
@@ -118,8 +131,9 @@ class Detector:
     def _autocast(self):
         return torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.device.type == "cuda")
 
-    def _batched(self, model: torch.nn.Module, to_input, items: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run ``model`` over ``items`` in batches; returns (embeddings [N, D], logits [N]) on the CPU, float32."""
+    def _batched(self, model: Callable[..., Any], to_input, items: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run ``model`` (a branch model, or its :attr:`branch_forward`) over ``items`` in batches; returns
+        (embeddings [N, D], logits [N]) on the CPU, float32."""
         embs, logits = [], []
         for i in range(0, len(items), self.batch_size):
             x = to_input(items[i : i + self.batch_size], self.device)
@@ -134,7 +148,7 @@ class Detector:
         """Score face crops uint8 [K, S, S, 3] taken at ``times`` [K]; None when K == 0."""
         if self.vision is None or len(crops) == 0:
             return None
-        emb, lg = self._batched(self.vision, VisionModel.to_input, crops)
+        emb, lg = self._batched(self.branch_forward.get("vision", self.vision), VisionModel.to_input, crops)
         pooled = float(self.vision.pool(lg))
         cal = self.vision_meta.calibration
         return VisionOutput(
@@ -157,7 +171,7 @@ class Detector:
             raise MediaError(f"audio at {sample_rate} Hz, the model expects {self.audio.sample_rate} Hz")
         cfg = self.audio.args
         windows, starts = frame_windows(waveform, sample_rate, cfg.window_s, cfg.hop_s)
-        emb, lg = self._batched(self.audio, AudioModel.to_input, windows)
+        emb, lg = self._batched(self.branch_forward.get("audio", self.audio), AudioModel.to_input, windows)
         pooled = float(lg.mean())
         cal = self.audio_meta.calibration
         ends = np.minimum(starts + cfg.window_s, max(waveform.size / sample_rate, cfg.window_s))
@@ -341,6 +355,14 @@ class Detector:
     def predict(self, path: str | Path) -> Prediction:
         """The verdict on one file (video, audio or image); see :class:`Prediction` and its ``to_json()``."""
         return self.analyze(path).prediction
+
+    def stream(self, path: str | Path, chunk_s: float = 30.0) -> Iterator[ChunkResult | StreamVerdict]:
+        """Score a long file chunk by chunk with bounded memory: yields a ``ChunkResult`` per chunk as soon as it is
+        scored, then a ``StreamVerdict`` holding the whole file's :class:`Prediction` (no ``max_seconds`` cap; see
+        :mod:`multimodal_df.pipeline.stream` for chunking and pooling)."""
+        from .stream import stream
+
+        return stream(self, path, chunk_s)
 
     def explain(self, target: str | Path | Analysis, top_k: int = 4) -> Explanation:
         """Heat maps, audio evidence and a timeline behind the verdict on a file (or an :class:`Analysis`);

@@ -17,7 +17,7 @@ from typing import Any
 from ..audio.model import AudioArgs
 from ..config import DecodeConfig, FaceConfig, from_dict
 from ..errors import CheckpointError, ConfigError
-from ..fusion.model import FusionArgs
+from ..fusion.model import FUSION_METHODS, FusionArgs
 from ..vision.model import VisionArgs
 from .calibration import Calibration
 from .files import one_line
@@ -143,8 +143,8 @@ def _check_audio(args: AudioArgs, where: str) -> None:
 
 
 def _check_fusion(args: FusionArgs, where: str) -> None:
-    if args.method not in ("stacking", "mlp"):
-        raise CheckpointError(f"{where}.method: {args.method!r} is not stacking or mlp")
+    if args.method not in FUSION_METHODS:
+        raise CheckpointError(f"{where}.method: {args.method!r} is not one of {', '.join(FUSION_METHODS)}")
     for name in ("vision_dim", "audio_dim", "sync_dim"):
         _bounded(f"{where}.{name}", getattr(args, name), 0, 8192)
     _bounded(f"{where}.hidden", args.hidden, 1, 4096)

@@ -2,7 +2,9 @@
 
 ``GET /`` the web page; ``GET /health``; ``POST /v1/predict`` (multipart field ``file``; query
 ``explain=true`` adds the explanation images inline as data URIs) returns the JSON record of
-``predict --json``. OpenAPI docs at ``/docs``.
+``predict --json``. OpenAPI docs at ``/docs``. ``stream=true`` (with ``chunk_seconds``) analyses the whole
+file in chunks and answers ``application/x-ndjson``: a line per chunk as soon as it is scored, then the verdict
+line, as ``predict --stream --json`` prints them (see :func:`_stream_response`).
 
 Every answer, errors included, is that JSON record (``{"path", "p_fake", "label", "error", ...}``):
 400 empty upload or a request the server cannot read, 401 missing or wrong API key, 403 a cross-site
@@ -415,6 +417,12 @@ def create_app(
         request: Request,
         file: UploadFile = File(..., description="a video, audio file or face image"),
         explain: bool = Query(False, description="add heat maps, audio evidence and the timeline as PNG data URIs"),
+        stream: bool = Query(
+            False,
+            description="analyse the whole file in chunks: application/x-ndjson, a line per chunk as soon as it "
+            "is scored, then the verdict line",
+        ),
+        chunk_seconds: float = Query(30.0, ge=2.0, le=600.0, description="stream=true: seconds per chunk"),
     ) -> Any:
         # Display only: the client's file name never touches the file system.
         name = one_line(os.path.basename((file.filename or "upload").replace("\\", "/")), 200)
@@ -427,6 +435,8 @@ def create_app(
         kind = sniff_bytes(head)
         if kind is None:
             return error(415, "not a video, audio file or image (unrecognised content)", name)
+        if stream and explain:
+            return error(400, "explain=true cannot be combined with stream=true", name)
         fd, tmp = tempfile.mkstemp(suffix=_SUFFIX[kind], dir=s.tmp_dir)
         try:
             size = len(head)
@@ -440,6 +450,10 @@ def create_app(
             await file.close()
             if not gate.enter():
                 return error(503, "the server is busy; try again shortly", name)
+            if stream:
+                # The stream owns the gate's place and the file from here until its analysis ends.
+                path, tmp = tmp, ""
+                return await _stream_response(detector, gate, path, name, chunk_seconds, s.analysis_timeout_s)
             leave = True
             try:
                 job = gate.pool.submit(_run, detector, tmp, explain)
@@ -463,6 +477,85 @@ def create_app(
                 _unlink(tmp)
 
     return app
+
+
+async def _stream_response(
+    detector: Detector, gate: _Gate, path: str, name: str, chunk_s: float, timeout_s: float
+) -> Any:
+    """``POST /v1/predict?stream=true``: the chunk lines and the verdict line of :meth:`Detector.stream` as
+    ``application/x-ndjson``, each sent as soon as it is scored.
+
+    The analysis runs on the gate's model thread like any other (it holds the gate's place and the upload until
+    it ends). ``timeout_s`` bounds the wait for each line (the first one includes waiting for the model), not the
+    whole file, so a long video may stream for longer; past it an error line ends the response. A client that
+    goes away stops the analysis after the chunk in progress. A file that yields no chunk and an error (not
+    media the models can read) is answered 422 with that one line; otherwise the status is 200 and any later
+    error is in its line.
+    """
+    from fastapi.responses import Response, StreamingResponse
+
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue = asyncio.Queue()
+    stop = threading.Event()
+
+    def put(item: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(lines.put_nowait, item)
+        except RuntimeError:
+            stop.set()  # the event loop is gone (server shutting down): nobody is listening
+
+    def produce() -> None:
+        try:
+            if stop.is_set():
+                return
+            for item in detector.stream(path, chunk_s):
+                record = item.to_json()
+                record["path"] = name  # display only: the temporary file's name never leaves the server
+                put(record)
+                if stop.is_set():
+                    break
+        except Exception as exc:
+            put(error_record(one_line(f"internal error: {type(exc).__name__}", 300), name))
+        finally:
+            put(None)
+
+    job = gate.pool.submit(produce)
+    job.add_done_callback(lambda _: (gate.leave(), _unlink(path)))
+
+    def timed_out() -> dict[str, Any]:
+        stop.set()
+        return error_record(f"no result within {timeout_s:g} s (waiting and analysis of one chunk)", name)
+
+    media = "application/x-ndjson"
+    try:
+        first = await asyncio.wait_for(lines.get(), timeout_s)
+    except asyncio.TimeoutError:
+        return Response(json.dumps(timed_out()) + "\n", status_code=504, media_type=media)
+    except BaseException:
+        stop.set()
+        raise
+    if first is None or "chunk" not in first:
+        # No chunk: an image (scored whole) or a file the models cannot read, answered at once.
+        stop.set()
+        record = first or error_record("internal error: no result", name)
+        return Response(json.dumps(record) + "\n", status_code=422 if record.get("error") else 200, media_type=media)
+
+    async def body() -> Any:
+        try:
+            yield json.dumps(first) + "\n"
+            while True:
+                try:
+                    record = await asyncio.wait_for(lines.get(), timeout_s)
+                except asyncio.TimeoutError:
+                    yield json.dumps(timed_out()) + "\n"
+                    return
+                if record is None:
+                    return
+                yield json.dumps(record) + "\n"
+        finally:
+            stop.set()  # the client went away or the stream ended: the model thread stops after its chunk
+
+    return StreamingResponse(body(), media_type=media, headers={"Cache-Control": "no-store"})
 
 
 def _unlink(path: str) -> None:
@@ -491,12 +584,13 @@ def _run(detector: Detector, path: str, explain: bool) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- several processes
 def app_from_env() -> Any:
     """The application of one worker process of ``serve --workers N``: settings from :data:`SETTINGS_ENV`."""
-    from ..pipeline.checkpoint import default_checkpoint, load
+    from ..pipeline.checkpoint import default_checkpoint
+    from ..pipeline.onnx_runtime import load
 
     cfg = json.loads(os.environ[SETTINGS_ENV])
     settings = ServerSettings(**{k: v for k, v in cfg["settings"].items() if k != "api_key"})
     settings.allowed_hosts = tuple(settings.allowed_hosts)
     settings.api_key = os.environ.get(API_KEY_ENV) or None
-    detector = load(settings.checkpoint or None, cfg["device"])
+    detector = load(settings.checkpoint or None, cfg["device"], runtime=cfg.get("runtime", "torch"))
     settings.checkpoint = settings.checkpoint or default_checkpoint() or ""
     return create_app(detector, settings=settings)

@@ -22,12 +22,44 @@ from ..pipeline.detector import Detector
 from ..pipeline.schema import BranchMeta
 from ..vision.crops import landmarks_to_crop
 from ..vision.model import create_vision_model
+from . import distributed
 from .cache import CachedClip, crop_size
 from .datasets import CropDataset, SpeechPseudoFakes, WindowDataset
 from .loop import bce, fit
 from .manifests import ManifestRow, summarize
 from .pseudofakes.faces import cross_blend, self_blend
 from .pseudofakes.speech import make_speech_fakes, standardize_speech
+
+DECODER_MIX = {"strength": (0.5, 1.0), "partial_prob": 0.5, "work_scale": (0.75, 1.5), "colour_match": True}
+"""How a decoder reconstruction becomes a generated-face pseudo-fake: blended at 50-100 % (whole crop, or a soft
+face region half the time, as talking-head and inpainting pipelines paste a generated face into a real frame),
+reconstructed at 0.75-1.5x the crop's pitch, colour matched so colour cast is not the tell."""
+
+
+def face_decoders(cfg: Config, held_out: bool = True) -> dict[str, Any]:
+    """The trained face decoders named by ``train.face_decoders`` (and ``face_holdout`` when ``held_out``),
+    arch -> :class:`~.pseudofakes.decoders.FaceDecoder`; empty when the config names none."""
+    tc = cfg.train
+    names = [*tc.face_decoders, *([tc.face_holdout] if held_out and tc.face_holdout else [])]
+    if not names:
+        return {}
+    from .pseudofakes.decoders import FaceDecoder
+
+    root = Path(tc.generators_dir or "")
+    missing = [n for n in names if not (root / f"decoder_{n}" / "decoder.json").exists()]
+    if missing:
+        raise ConfigError(
+            f"face decoders {missing} are not trained in train.generators_dir={tc.generators_dir!r} "
+            "(the recipe's 'generators' stage trains them)"
+        )
+    return {n: FaceDecoder.load(root / f"decoder_{n}") for n in names}
+
+
+def decoder_fakes(decoder: Any, crops: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Generated-face pseudo-fakes of uint8 crops [N, S, S, 3] (same shape) by one face decoder."""
+    from .pseudofakes.decoders import ReconstructionMix, decoder_pseudofakes
+
+    return decoder_pseudofakes(decoder, np.asarray(crops), rng, ReconstructionMix(**DECODER_MIX))
 
 
 def metrics_by_kind(z: np.ndarray, kind: np.ndarray) -> dict[str, Any]:
@@ -79,7 +111,8 @@ def vision_validation_sets(
 
     The clips as given ("real"/"fake"), plus with ``pseudo`` a fixed self-blended copy of every real
     clip ("self_blend") and a copy blended with the faces of the next validation clip ("cross_blend").
-    Seeded by ``train.seed``: the same sets in training, fusion and the report.
+    With trained face decoders (``train.face_decoders`` and ``face_holdout``), a reconstruction of every real
+    clip per decoder ("decoder_<arch>"). Seeded by ``train.seed``: the same sets in training, fusion and the report.
     """
     val_sets = [(np.asarray(c.crops), c.crop_times, c.num_frames, r.vision_target) for r, c in valid]
     kinds = ["real" if r.vision_target == 0 else "fake" for r, _ in valid]
@@ -105,6 +138,13 @@ def vision_validation_sets(
             ]
             val_sets.append((np.stack(swapped), c.crop_times, c.num_frames, 1))
             kinds.append("cross_blend")
+    # Generated-face pseudo-fakes of every real validation clip, one set per decoder (the held-out one included).
+    for arch, dec in face_decoders(cfg).items():
+        drng = np.random.default_rng([cfg.train.seed + 1, sum(map(ord, arch))])
+        for r, c in valid:
+            if r.vision_target == 0 and len(c.crops):
+                val_sets.append((decoder_fakes(dec, np.asarray(c.crops), drng), c.crop_times, c.num_frames, 1))
+                kinds.append(f"decoder_{arch}")
     return val_sets, kinds
 
 
@@ -121,7 +161,7 @@ def speech_validation_items(
     waves = list(reals) + [c.waveform for r, c in valid if r.audio_target == 1]
     kinds = ["real"] * len(reals) + ["fake"] * (len(waves) - len(reals))
     for g in tc.audio_generators:
-        fakes = make_speech_fakes(reals, g, sr, tc.seed + seed_offset, tc.progress, fake_cache)
+        fakes = make_speech_fakes(reals, g, sr, tc.seed + seed_offset, tc.progress, fake_cache, tc.generators_dir)
         waves += fakes
         kinds += [g] * len(fakes)
     return waves, kinds  # type: ignore[return-value]
@@ -140,13 +180,27 @@ def train_vision(
     pseudo = cfg.train.pseudo_fakes
 
     items: list[tuple[np.ndarray, int, np.ndarray | None, int]] = []
+    decoders = list(face_decoders(cfg, held_out=False).values()) if pseudo else []
+    drng = np.random.default_rng(cfg.train.seed + 7)
+    n_decoded = 0
     for k, (r, c) in enumerate(train):
-        for i in _subsample(len(c.crops), cfg.train.max_crops_per_video):
+        picked = _subsample(len(c.crops), cfg.train.max_crops_per_video)
+        for i in picked:
             items.append((c.crops[i], r.vision_target, None, k))
             lm = _crop_landmarks(cfg, c, i) if pseudo and r.vision_target == 0 else None
             if lm is not None:
                 items.append((c.crops[i], 1, lm, k))
+        if decoders and r.vision_target == 0:
+            # Made once (a reconstruction costs tens of ms), one decoder per clip, drawn in turn.
+            chosen = [i for i in picked if drng.random() < cfg.train.decoder_share]
+            if chosen:
+                dec = decoders[k % len(decoders)]
+                for img in decoder_fakes(dec, np.stack([np.asarray(c.crops[i]) for i in chosen]), drng):
+                    items.append((img, 1, None, k))
+                n_decoded += len(chosen)
     val_sets, val_kind = vision_validation_sets(cfg, valid, pseudo)
+    # The held-out decoder is made and reported but never picks the epoch nor fits the calibration.
+    vsel = np.array(val_kind) != (f"decoder_{cfg.train.face_holdout}" if cfg.train.face_holdout else None)
     model = create_vision_model(cfg.vision)
     det = Detector(cfg.decode, cfg.faces, vision=model, device=device, batch_size=cfg.train.batch_size)
     y_val = np.array([v[3] for v in val_sets])
@@ -155,20 +209,25 @@ def train_vision(
         return np.array([det.vision_output(crops, times, n).logit for crops, times, n, _ in val_sets])  # type: ignore[union-attr]
 
     def evaluate(m: nn.Module) -> dict[str, float]:
-        z = val_logits(m)
-        return {"auc": roc_auc(y_val, z), "loss": bce(z, y_val)}
+        z = val_logits(m)[vsel]
+        return {"auc": roc_auc(y_val[vsel], z), "loss": bce(z, y_val[vsel])}
 
     n_blend = sum(1 for it in items if it[2] is not None)
     print(
-        f"vision: {len(items)} crops ({n_blend} pseudo-fakes) from {len(train)} train clips; {len(val_sets)} valid clips",
+        f"vision: {len(items)} crops ({n_blend} blends, {n_decoded} decoder reconstructions) from {len(train)} train "
+        f"clips; {len(val_sets)} valid clips",
         file=sys.stderr,
     )
     ds = CropDataset(
         items, cfg.train.augment, cfg.train.seed, cfg.train.degrade_prob, cfg.train.cross_blend_prob if pseudo else 0.0
     )
     best = fit(model, ds, evaluate, cfg.train, out, device, resume)
+    if not distributed.is_main():
+        return out  # under torchrun only rank 0 calibrates and writes the checkpoint
     z = val_logits(model)
-    det.vision_meta = finish_branch(z, y_val, (cfg.fusion.threshold_rule, cfg.fusion.threshold), cfg.fusion.calibration)
+    det.vision_meta = finish_branch(
+        z[vsel], y_val[vsel], (cfg.fusion.threshold_rule, cfg.fusion.threshold), cfg.fusion.calibration
+    )
     det.vision_meta.metrics.update(best)
     det.vision_meta.metrics.update(metrics_by_kind(z, np.array(val_kind)))
     det.training_data = {
@@ -176,6 +235,9 @@ def train_vision(
         "stage": "vision",
         "train_crops": len(items),
         "self_blended_crops": n_blend,
+        "decoder_crops": n_decoded,
+        "face_decoders": list(cfg.train.face_decoders),
+        "face_holdout": cfg.train.face_holdout,
         "pseudo_fakes": pseudo,
     }
     det.training_config = to_record(cfg)
@@ -215,10 +277,12 @@ def train_audio(
         reals = [standardize_speech(c.waveform, sr) for r, c in train if r.audio_target == 0]  # type: ignore[arg-type]
         t0 = time.time()
         banks = {
-            g: make_speech_fakes(reals, g, sr, tc.seed, tc.progress, fake_cache) for g in used if g != "griffin_lim"
+            g: make_speech_fakes(reals, g, sr, tc.seed, tc.progress, fake_cache, tc.generators_dir)
+            for g in used
+            if g != "griffin_lim"
         }
         ds: torch.utils.data.Dataset = SpeechPseudoFakes(
-            reals, banks, used, length, tc.audio_epoch_windows, tc.augment, tc.seed, sr
+            reals, banks, used, length, tc.audio_epoch_windows, tc.augment, tc.seed, sr, tc.channel_prob
         )
         print(
             f"audio: pseudo-fakes {used} made in {time.time() - t0:.0f} s; held out: {tc.audio_holdout}",
@@ -241,6 +305,8 @@ def train_audio(
 
     print(f"audio: {len(ds)} windows from {len(train)} train clips; {len(val_waves)} valid items", file=sys.stderr)
     best = fit(model, ds, evaluate, tc, out, device, resume)
+    if not distributed.is_main():
+        return out  # under torchrun only rank 0 calibrates and writes the checkpoint
     z = val_logits(model)
     # Calibration and threshold from the training generators only: the held-out one stays unseen.
     det.audio_meta = finish_branch(

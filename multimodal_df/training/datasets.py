@@ -7,6 +7,7 @@ import torch
 
 from ..audio.features import window_starts
 from .augment import augment_speech, degrade
+from .pseudofakes.channel import degrade_channel
 from .pseudofakes.faces import cross_blend, self_blend
 from .pseudofakes.speech import griffin_lim_resynth, rms, window
 
@@ -107,7 +108,8 @@ class SpeechPseudoFakes(torch.utils.data.Dataset):
     A fake window comes from a generator drawn at random each time: ``griffin_lim`` resynthesises a
     random real window on the fly; the others (slow: vocoder analysis, TTS processes) are drawn from
     ``banks``, fakes made once per real utterance. Both classes get the same augmentation (gain,
-    band-limiting, light noise), so recording bandwidth and level cannot tell them apart.
+    band-limiting, light noise; with ``channel_prob`` a random recording channel: codec, telephone band,
+    reverberation, noise, resampling), so recording conditions cannot tell them apart.
     """
 
     def __init__(
@@ -120,8 +122,10 @@ class SpeechPseudoFakes(torch.utils.data.Dataset):
         augment: bool,
         seed: int,
         sample_rate: int,
+        channel_prob: float = 0.0,
     ) -> None:
         self.reals, self.banks, self.generators = reals, banks, generators
+        self.channel_prob = channel_prob
         self.length, self.augment, self.sr = length, augment, sample_rate
         self.rng = np.random.default_rng(seed)
         self.index: list[tuple[int, int, int]] = []
@@ -149,5 +153,7 @@ class SpeechPseudoFakes(torch.utils.data.Dataset):
                 bank = self.banks[g]
                 x = window(bank[int(rng.integers(len(bank)))], self.length, None, rng)
         if self.augment:
+            if self.channel_prob > 0 and rng.random() < self.channel_prob:
+                x = degrade_channel(x, self.sr, rng)
             x = augment_speech(x, self.sr, rng)
         return torch.from_numpy(np.clip(x, -1, 1).astype(np.float32)), torch.tensor(float(label))

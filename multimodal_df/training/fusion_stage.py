@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..evaluation.metrics import clean, expected_calibration_error, roc_auc
 from ..fusion.model import FusionInputs, fusion_logits, single_modality_variants, stratified_folds, train_fusion
 from ..fusion.sync import SYNC_FEATURES, sync_output
-from ..pipeline.calibration import choose_threshold, fit_calibration
+from ..pipeline.calibration import Calibration, choose_threshold, fit_calibration
 from ..pipeline.detector import Detector
 from ..pipeline.schema import BranchMeta
 from .branches import to_record
@@ -119,6 +119,10 @@ def fit_fusion_detector(
         lr=fc.lr,
         weight_decay=fc.weight_decay,
         seed=cfg.train.seed,
+        calibrations=(
+            vdet.vision_meta.calibration if vdet and vdet.vision_meta else None,
+            adet.audio_meta.calibration if adet and adet.audio_meta else None,
+        ),
     )
     # Out-of-fold scores for every input pattern (both / vision only / audio only), so the chosen
     # method, the calibration and the threshold are right for missing modalities too.
@@ -158,7 +162,9 @@ def fit_fusion_detector(
         )
     print(f"fusion: keeping {best}", file=sys.stderr)
     z, yy, _ = oof[best]
-    cal = fit_calibration(z, yy, fc.calibration)
+    # noisy_or combines probabilities that are calibrated already; recalibrating would break the rule that
+    # the fused score lies between the larger branch score and the sum of both.
+    cal = Calibration() if best == "noisy_or" else fit_calibration(z, yy, fc.calibration)
     thr = choose_threshold(cal(z), yy, fc.threshold_rule, fc.threshold)
     final = train_fusion(best, x, y, y_v=y_v, y_a=y_a, **kw)  # type: ignore[arg-type]
     detector = Detector(

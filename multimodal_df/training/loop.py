@@ -35,6 +35,7 @@ from ..config import TrainConfig
 from ..errors import CheckpointError
 from ..evaluation.metrics import clean
 from ..pipeline.files import load_weights, save_weights, write_atomic, write_text_atomic
+from . import distributed
 
 
 def seed_everything(seed: int) -> None:
@@ -129,17 +130,26 @@ def fit(
 
     Writes the state described in the module docstring and returns ``{"best_epoch": k}`` (1-based), with the
     best weights loaded into ``model``. ``resume`` continues from the last complete state in ``run_dir``.
+
+    Under ``torchrun`` (see :mod:`.distributed`) each rank trains on its shard of ``train_ds`` through
+    DistributedDataParallel, rank 0 validates and alone writes the state; the other ranks return without
+    loading the best weights (only rank 0 builds the checkpoint).
     """
     from tqdm import tqdm
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    main = distributed.is_main()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
     gen = torch.Generator().manual_seed(tcfg.seed)
+    sampler = distributed.train_sampler(train_ds, tcfg.seed)  # None in a single process: the loader shuffles
+    shard = len(sampler) if sampler is not None else len(train_ds)
     loader = torch.utils.data.DataLoader(
         train_ds,
         batch_size=tcfg.batch_size,
-        shuffle=True,
-        drop_last=len(train_ds) > tcfg.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=shard > tcfg.batch_size,
         generator=gen,
         num_workers=tcfg.num_workers,  # type: ignore[arg-type]
     )
@@ -171,25 +181,31 @@ def fit(
             ds_rng.bit_generator.state = json.loads((folder / "dataset_rng.json").read_text())
         start_epoch = done + 1
         best = {"epoch": int(state["best_epoch"]), "score": tuple(float(v) for v in state["best_score"].tolist())}
-        _truncate_log(log_path, done)
-        print(
-            f"resuming at epoch {start_epoch + 1}/{tcfg.epochs} (best so far: epoch {best['epoch'] + 1})",
-            file=sys.stderr,
-        )
-    else:
+        # Every rank has read the state before rank 0 may touch the log.
+        distributed.barrier()
+        if main:
+            _truncate_log(log_path, done)
+            print(
+                f"resuming at epoch {start_epoch + 1}/{tcfg.epochs} (best so far: epoch {best['epoch'] + 1})",
+                file=sys.stderr,
+            )
+    elif main:
         for stale in (log_path, run_dir / "best.safetensors"):
             stale.unlink(missing_ok=True)
         shutil.rmtree(run_dir / "state", ignore_errors=True)
 
+    net = distributed.wrap(model, device)  # the model itself in a single process
     for epoch in range(start_epoch, tcfg.epochs):
         model.train()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         t0 = time.time()
         losses = []
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tcfg.epochs}", leave=False, disable=not tcfg.progress)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tcfg.epochs}", leave=False, disable=not (tcfg.progress and main))
         for x, y in bar:
             x, y = x.to(device, non_blocking=True), y.to(device)
             with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
-                _, logit = model(x)
+                _, logit = net(x)
                 loss = loss_fn(logit.float(), y)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -202,7 +218,8 @@ def fit(
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         model.eval()
-        val = evaluate(model)
+        # Rank 0 validates; every rank gets its metrics, so all agree on the best epoch.
+        val = distributed.broadcast(evaluate(model) if main else None)
         # Higher AUC wins; ties (common once validation is separable) go to the lower loss, which
         # keeps better-separated scores. With one class in validation only the loss counts.
         auc = val.get("auc", float("nan"))
@@ -217,8 +234,11 @@ def fit(
         improved = score > best["score"]
         if improved:
             best = {"epoch": epoch, "score": score}
-            save_weights(model, run_dir / "best.safetensors")
+            if main:
+                save_weights(model, run_dir / "best.safetensors")
         record["best"] = improved
+        if not main:
+            continue
         extra = {
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
@@ -239,6 +259,8 @@ def fit(
             f"val loss {val.get('loss', float('nan')):.4f}{'  *' if improved else ''}",
             file=sys.stderr,
         )
+    if not main:
+        return {"best_epoch": best["epoch"] + 1}
     if not (run_dir / "best.safetensors").exists():
         raise CheckpointError(f"{run_dir}: no epoch finished, nothing to keep")
     load_weights(model, run_dir / "best.safetensors", device)

@@ -1,23 +1,25 @@
 """The recipe of the shipped model: real media only, pseudo-fakes, one command
 (``python -m multimodal_df.recipe --data ../shared/data --out runs/shipped [--install]``).
 
-1. Manifests from ``DATA/faces`` (talking-face clips, split by person) and ``DATA/librispeech``
-   (split by speaker; ``test-other`` is a separate test set of other speakers and harder conditions).
+1. Manifests of every real file in ``DATA`` (:mod:`.real_data`): photos, face clips and talking clips for
+   the face model; LibriSpeech, the speech collection and the talking clips' voices for the speech model;
+   split 70/15/15 by person or speaker (test people and speakers take no part in training or selection).
    Every file is real; the trainer makes the fakes (``train.pseudo_fakes``).
-2. Vision branch on the face clips: self-blended and cross-person blended faces.
-3. Audio branch on LibriSpeech, twice: log-mel CNN alone, and with a small wav2vec 2.0 beside it;
-   the one with the higher validation AUC (training generators only) is kept.
-4. Fusion on composites of validation faces and validation speech (real or pseudo-fake each).
-5. ``OUT/validation.json`` and ``OUT/validation.md``: AUC per pseudo-fake type, on the held-out
-   generator, on the test speakers, and the calibration error; ``--install`` copies the detector
-   into ``multimodal_df/shipped/``.
+2. Generators (:mod:`.generators`): small neural vocoders and face decoders trained on the train split.
+3. Vision branch: self-blended, cross-person blended and decoder-reconstructed faces (one decoder held out).
+4. Audio branch, twice: log-mel CNN alone, and with a small wav2vec 2.0 beside it; the one with the higher
+   validation AUC (training generators only) is kept. Pseudo-fakes from vocoders, WORLD, Griffin-Lim and
+   two TTS engines (one vocoder held out), every window through the same random recording channel.
+5. Fusion on composites of validation faces and validation speech (real or pseudo-fake each).
+6. ``OUT/validation.json`` and ``OUT/validation.md``: AUC per pseudo-fake type, on the held-out
+   generators, on the test people and speakers, and the calibration error; ``--install`` copies the
+   detector into ``multimodal_df/shipped/``.
 
 Stages can be run one at a time with ``--stages``; each reads what the earlier ones wrote.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -27,51 +29,28 @@ from pathlib import Path
 from ..config import Config, load_config, parse_override
 from ..errors import ConfigError
 from ..pipeline.checkpoint import SHIPPED
+from ..pipeline.detector import resolve_device
+from .generators import train_generators
+from .real_data import write_real_manifests
 from .run import run_training
 
 CONFIG = "shipped"
 """The preset the recipe trains with (``multimodal_df/config/presets/shipped.yaml``)."""
-FACE_VALID = ("d6", "d13", "d18", "d20")
-"""Face clips held out for validation (each clip is a different person)."""
-STAGES = ("manifests", "vision", "audio", "fusion", "report")
+STAGES = ("manifests", "generators", "vision", "audio", "fusion", "report")
 
 
-def speaker_split(speaker: str, valid_share: int = 5) -> str:
-    """'valid' for about 1 in ``valid_share`` speakers (stable hash of the id), else 'train'."""
-    h = int(hashlib.sha1(speaker.encode()).hexdigest(), 16)
-    return "valid" if h % valid_share == 0 else "train"
-
-
-def write_manifests(data: Path, out: Path) -> tuple[Path, Path]:
-    """``OUT/manifests/faces.csv`` and ``speech.csv`` (path,label,split,group); every file is real (label 0)."""
-    faces = sorted((data / "faces").glob("*.mp4"))
-    speech_train = sorted((data / "librispeech" / "train-clean-100").glob("*.flac"))
-    speech_test = sorted((data / "librispeech" / "test-other").glob("*.flac"))
-    if not faces or not speech_train:
-        raise ConfigError(
-            f"{data}: expected faces/*.mp4 and librispeech/train-clean-100/*.flac (see ../shared/data/README.md)"
-        )
-    d = out / "manifests"
-    d.mkdir(parents=True, exist_ok=True)
-    f_csv, s_csv = d / "faces.csv", d / "speech.csv"
-    lines = ["path,label,split,group"]
-    for p in faces:
-        lines.append(f"{p.resolve()},0,{'valid' if p.stem in FACE_VALID else 'train'},{p.stem}")
-    f_csv.write_text("\n".join(lines) + "\n")
-    lines = ["path,label,split,group"]
-    for p in speech_train:
-        spk = p.stem.split("-")[0]
-        lines.append(f"{p.resolve()},0,{speaker_split(spk)},{spk}")
-    for p in speech_test:
-        lines.append(f"{p.resolve()},0,test,{p.stem.split('-')[0]}")
-    s_csv.write_text("\n".join(lines) + "\n")
-    return f_csv, s_csv
-
-
-def recipe_config(config: str | Path = CONFIG, overrides: list[str] | None = None, progress: bool = True) -> Config:
-    """The recipe's configuration: every file is real, so the fakes come from the pseudo-fake generators whatever it says."""
+def recipe_config(
+    config: str | Path = CONFIG,
+    overrides: list[str] | None = None,
+    progress: bool = True,
+    out: str | Path | None = None,
+) -> Config:
+    """The recipe's configuration: every file is real, so the fakes come from the pseudo-fake generators whatever
+    it says; trained generators live in ``OUT/generators`` unless the config names another folder."""
     cfg = load_config(config, {**dict(parse_override(s) for s in overrides or []), "train.pseudo_fakes": True})
     cfg.train.progress = progress
+    if out is not None and not cfg.train.generators_dir:
+        cfg.train.generators_dir = str(Path(out) / "generators")
     return cfg
 
 
@@ -96,14 +75,16 @@ def run_recipe(
     bad = [s for s in stages if s not in STAGES]
     if bad:
         raise ConfigError(f"unknown stage(s) {bad}; choose from {STAGES}")
-    cfg = recipe_config(config, overrides, progress)
+    cfg = recipe_config(config, overrides, progress, out)
     faces_csv, speech_csv = out / "manifests" / "faces.csv", out / "manifests" / "speech.csv"
     times: dict[str, float] = {}
     for stage in stages:
         t0 = time.time()
         print(f"recipe: {stage}", file=sys.stderr)
         if stage == "manifests":
-            write_manifests(data, out)
+            write_real_manifests(data, out)
+        elif stage == "generators":
+            train_generators(cfg, speech_csv, faces_csv, out, str(resolve_device(device)))
         elif stage == "vision":
             run_training(cfg, ["vision"], faces_csv, out, out / "cache" / "faces", device)
         elif stage == "audio":

@@ -40,10 +40,10 @@ def _split(manifest: Path, cfg: Config, cache_dir: Path, device: str, split: str
 
 
 def face_outputs(
-    out: Path, faces_csv: Path, cfg: Config, det: Detector, device: str
+    out: Path, faces_csv: Path, cfg: Config, det: Detector, device: str, split: str = "valid"
 ) -> tuple[list[VisionOutput], list[str]]:
-    """Vision outputs of ``det`` and kinds for the validation face clips and their pseudo-fakes."""
-    faces = _split(faces_csv, cfg, out / "cache" / "faces", device, "valid")
+    """Vision outputs of ``det`` and kinds for the ``split`` face clips and their pseudo-fakes."""
+    faces = _split(faces_csv, cfg, out / "cache" / "faces", device, split)
     sets, kinds = vision_validation_sets(cfg, faces, True)
     return [det.vision_output(c, t, n) for c, t, n, _ in sets], kinds  # type: ignore[misc]
 
@@ -61,16 +61,18 @@ def speech_outputs(
 
 
 def composites(
-    vkinds: list[str], akinds: list[str], exclude: set[str], per_real: int, seed: int
+    vkinds: list[str], akinds: list[str], exclude: set[str], per_real: int, seed: int, vexclude: set[str] = frozenset()
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Index pairs (vision item, audio item) and labels (overall, video, audio).
 
     For every real utterance, ``per_real`` composites with a real face (label 0) and ``per_real``
-    fake ones, each fake on the face, the voice or both; audio kinds in ``exclude`` are never used.
+    fake ones, each fake on the face, the voice or both; audio kinds in ``exclude`` and vision kinds in
+    ``vexclude`` are never used.
     """
     rng = np.random.default_rng(seed)
     vk, ak = np.array(vkinds), np.array(akinds)
-    v_real, v_fake = np.flatnonzero(vk == "real"), np.flatnonzero(vk != "real")
+    v_real = np.flatnonzero(vk == "real")
+    v_fake = np.flatnonzero((vk != "real") & ~np.isin(vk, list(vexclude)))
     a_real = np.flatnonzero(ak == "real")
     a_fake = np.flatnonzero((ak != "real") & ~np.isin(ak, list(exclude)))
     vi, ai, yv, ya = [], [], [], []
@@ -97,7 +99,8 @@ def fuse_composites(cfg: Config, out: Path, faces_csv: Path, speech_csv: Path, d
     vouts, vkinds = face_outputs(out, faces_csv, cfg, vdet, dev)
     aouts, akinds = speech_outputs(out, speech_csv, cfg, adet, dev)
     holdout = {cfg.train.audio_holdout} if cfg.train.audio_holdout else set()
-    vi, ai, y, ym = composites(vkinds, akinds, holdout, per_real=3, seed=cfg.train.seed)
+    vholdout = {f"decoder_{cfg.train.face_holdout}"} if cfg.train.face_holdout else set()
+    vi, ai, y, ym = composites(vkinds, akinds, holdout, per_real=3, seed=cfg.train.seed, vexclude=vholdout)
     outputs = [(vouts[i], aouts[j]) for i, j in zip(vi, ai)]
     training_data = {
         "stage": "fusion",
@@ -121,7 +124,8 @@ def report(cfg: Config, out: Path, faces_csv: Path, speech_csv: Path, device: st
     cfg, dev = _setup(cfg, device)
     det = Detector.load(out / "detector", dev)
     holdout = cfg.train.audio_holdout
-    res: dict[str, Any] = {"holdout_generator": holdout}
+    vholdout = f"decoder_{cfg.train.face_holdout}" if cfg.train.face_holdout else None
+    res: dict[str, Any] = {"holdout_generator": holdout, "holdout_face_generator": vholdout}
     # The final detector holds the branch models and their calibrations as trained.
     vouts, vkinds = face_outputs(out, faces_csv, cfg, det, dev)
     aouts, akinds = speech_outputs(out, speech_csv, cfg, det, dev)
@@ -129,17 +133,32 @@ def report(cfg: Config, out: Path, faces_csv: Path, speech_csv: Path, device: st
     pa = np.array([o.p_fake for o in aouts])
     yv = (np.array(vkinds) != "real").astype(int)
     res["vision_valid"] = {**auc_by_kind(pv, vkinds), "ece": expected_calibration_error(yv, pv), "clips": len(vouts)}
+    res["vision_valid"]["ece_holdout"] = _holdout_ece(pv, vkinds, vholdout)
+    # Test people: never seen by any stage (nor by the generators).
+    t_vouts, t_vkinds = face_outputs(out, faces_csv, cfg, det, dev, split="test")
+    ptv = np.array([o.p_fake for o in t_vouts])
+    ytv = (np.array(t_vkinds) != "real").astype(int)
+    res["vision_test_people"] = {
+        **auc_by_kind(ptv, t_vkinds),
+        "ece": expected_calibration_error(ytv, ptv),
+        "ece_holdout": _holdout_ece(ptv, t_vkinds, vholdout),
+    }
     train_gens = np.array([k != holdout for k in akinds])
     ya = (np.array(akinds) != "real").astype(int)
     res["audio_valid"] = {
         **auc_by_kind(pa, akinds),
         "ece_training_generators": expected_calibration_error(ya[train_gens], pa[train_gens]),
+        "ece_holdout": _holdout_ece(pa, akinds, holdout),
     }
     # Test speakers (LibriSpeech test-other): never seen by any stage.
     t_aouts, t_akinds = speech_outputs(out, speech_csv, cfg, det, dev, split="test")
     pt = np.array([o.p_fake for o in t_aouts])
     yt = (np.array(t_akinds) != "real").astype(int)
-    res["audio_test_speakers"] = {**auc_by_kind(pt, t_akinds), "ece": expected_calibration_error(yt, pt)}
+    res["audio_test_speakers"] = {
+        **auc_by_kind(pt, t_akinds),
+        "ece": expected_calibration_error(yt, pt),
+        "ece_holdout": _holdout_ece(pt, t_akinds, holdout),
+    }
     # Fused: composites of the validation faces with the test speakers' speech (fusion never saw those voices).
     for name, exclude in (
         ("fused_test_composites", {holdout}),
@@ -168,6 +187,15 @@ def report(cfg: Config, out: Path, faces_csv: Path, speech_csv: Path, device: st
     return res
 
 
+def _holdout_ece(p: np.ndarray, kinds: list[str], holdout: str | None) -> float | None:
+    """Calibration error on the real items and the held-out generator's fakes only (None without a holdout)."""
+    k = np.array(kinds)
+    sel = (k == "real") | (k == holdout)
+    if holdout is None or not (k == holdout).any():
+        return None
+    return expected_calibration_error((k[sel] != "real").astype(int), p[sel])
+
+
 def _f(x: Any) -> str:
     return "n/a" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
 
@@ -176,18 +204,27 @@ def render_markdown(res: dict[str, Any]) -> str:
     """The report as Markdown tables (the model card quotes them)."""
     lines = ["# Validation of the shipped model", ""]
     h = res.get("holdout_generator")
+    hv = res.get("holdout_face_generator")
     for key, title in (
-        ("vision_valid", "Vision branch: validation face clips (people never trained on) vs their pseudo-fakes"),
+        ("vision_valid", "Vision branch: validation people (never trained on) vs their pseudo-fakes"),
+        ("vision_test_people", "Vision branch: test people (never seen by any stage) vs their pseudo-fakes"),
         ("audio_valid", "Audio branch: validation speakers vs one fake per utterance and generator"),
-        ("audio_test_speakers", "Audio branch: LibriSpeech test-other speakers (never seen) vs fakes"),
+        ("audio_test_speakers", "Audio branch: test speakers (never seen by any stage) vs fakes"),
     ):
-        t = res[key]
+        t = res.get(key)
+        if not t:
+            continue
         lines += [f"## {title}", "", "| fake type | AUC | n fake |", "|---|---|---|"]
         for g, v in t.items():
             if isinstance(v, dict) and "auc" in v:
-                lines.append(f"| {g}{' (held out of training)' if g == h else ''} | {_f(v['auc'])} | {v['n']} |")
+                mark = " (held out of training)" if g in (h, hv) else ""
+                lines.append(f"| {g}{mark} | {_f(v['auc'])} | {v['n']} |")
         ece = t.get("ece", t.get("ece_training_generators"))
-        lines += ["", f"Real items: {t['real']['n']}. ECE: {_f(ece)}.", ""]
+        lines += [
+            "",
+            f"Real items: {t['real']['n']}. ECE: {_f(ece)}; ECE on real + held-out generator: {_f(t.get('ece_holdout'))}.",
+            "",
+        ]
     for key, title in (
         ("fused_test_composites", "Fused: validation faces x test speakers, training generators"),
         (

@@ -11,9 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from ..config import Config
 from ..errors import ConfigError
 from ..pipeline.detector import resolve_device
+from . import distributed
 from .branches import train_audio, train_vision
 from .cache import CachedClip, prepare
 from .fusion_stage import train_fusion_stage
@@ -55,20 +58,50 @@ def run_training(
 
     Branch stages write ``OUT/vision`` and ``OUT/audio``; fusion reads them (or the given checkpoints) and
     writes the full detector to ``OUT/detector``.
+
+    Under ``torchrun`` with more than one process the branch stages train data-parallel (see
+    :mod:`.distributed`); rank 0 prepares the cache first, and alone runs fusion and writes files.
     """
     bad = [s for s in stages if s not in STAGES]
     if bad:
         raise ConfigError(f"unknown stage(s) {bad}; choose from {list(STAGES)}")
-    dev = resolve_device(device)
+    dev, started = distributed.setup(resolve_device(device))
+    try:
+        written = _run_stages(cfg, stages, manifest, out, cache_dir, dev, resume, vision_checkpoint, audio_checkpoint)
+    except BaseException:
+        # No waiting for the other ranks: they may be inside a collective this rank will never join.
+        distributed.teardown(started, wait=False)
+        raise
+    distributed.teardown(started)
+    return written
+
+
+def _run_stages(
+    cfg: Config,
+    stages: list[str],
+    manifest: str | Path | None,
+    out: str | Path | None,
+    cache_dir: str | Path | None,
+    dev: torch.device,
+    resume: bool,
+    vision_checkpoint: str | Path | None,
+    audio_checkpoint: str | Path | None,
+) -> dict[str, Path]:
+    main = distributed.is_main()
     seed_everything(cfg.train.seed)
     out_dir = Path(out or cfg.out_dir)
     cache_root = Path(cache_dir or cfg.cache_dir)
     rows = load_rows(cfg, manifest)
-    cache = prepare(rows, cfg, cache_root, str(dev), cfg.train.progress)
-    report_failures(cache)
+    # Rank 0 fills the cache; the other ranks then only read it.
+    with distributed.main_first():
+        cache = prepare(rows, cfg, cache_root, str(dev), cfg.train.progress and main)
+    if main:
+        report_failures(cache)
     written: dict[str, Path] = {}
     for stage in stages:
         t0 = time.time()
+        if stage == "fusion" and not main:
+            continue  # fusion is small: rank 0 fits it alone while the others wait in teardown()
         if stage == "prepare":
             ok = sum(1 for c in cache.values() if not c.error)
             print(f"prepared {ok}/{len(cache)} files into {cache_root}", file=sys.stderr)
@@ -91,5 +124,6 @@ def run_training(
                 dev,
             )
         written[stage] = d
-        print(f"{stage}: wrote {d} in {time.time() - t0:.1f} s", file=sys.stderr)
+        if main:
+            print(f"{stage}: wrote {d} in {time.time() - t0:.1f} s", file=sys.stderr)
     return written

@@ -67,3 +67,31 @@ def test_stratified_folds_balance_classes() -> None:
     f = stratified_folds(y, 3, 0)
     for k in range(3):
         assert 3 <= (y[f == k] == 0).sum() <= 4 and 2 <= (y[f == k] == 1).sum() <= 2
+
+
+def test_noisy_or_is_explainable_from_the_branch_scores() -> None:
+    """noisy_or: the fused P(fake) lies between the larger branch score and their sum, equals the present branch
+    when the other is missing, and learns nothing (the same for any training data)."""
+    from multimodal_df.pipeline.calibration import Calibration
+
+    x, y, yv, ya = _toy(200, 3)
+    vcal, acal = Calibration(1.3, -0.2, 0.01, 0.99), Calibration(0.7, 0.4, 0.02, 0.98)
+    kw = dict(hidden=8, modality_dropout=0.3, epochs=5, lr=0.01, weight_decay=0.0, calibrations=(vcal, acal))
+    m = train_fusion("noisy_or", x, y, y_v=yv, y_a=ya, **kw)  # type: ignore[arg-type]
+    assert not list(m.parameters())
+    pv, pa = vcal(x.v_logit), acal(x.a_logit)
+    p = 1 / (1 + np.exp(-fusion_logits(m, x)))
+    assert np.allclose(p, 1 - (1 - pv) * (1 - pa), atol=1e-5)
+    assert np.all(p >= np.maximum(pv, pa) - 1e-6) and np.all(p <= pv + pa + 1e-6)
+    # A face at 0.70 and a silent voice: 0.70, not 0.999.
+    logit_70 = (np.log(0.7 / 0.3) - vcal.b) / vcal.a
+    one = FusionInputs(
+        np.array([logit_70]), np.zeros((1, 2)), np.ones(1), np.array([-50.0]), np.zeros((1, 2)), np.ones(1),
+        np.zeros((1, 0)), np.zeros(1),
+    )  # fmt: skip
+    assert abs(1 / (1 + np.exp(-fusion_logits(m, one)[0])) - (1 - 0.3 * (1 - acal.p_min))) < 1e-4
+    # Missing audio: the vision score alone.
+    xv = FusionInputs(x.v_logit, x.v_emb, x.v_present, x.a_logit, x.a_emb, np.zeros(len(y)), x.s_feat, x.s_present)
+    assert np.allclose(1 / (1 + np.exp(-fusion_logits(m, xv))), pv, atol=1e-5)
+    other = train_fusion("noisy_or", x, 1 - y, y_v=yv, y_a=ya, **kw)  # type: ignore[arg-type]
+    assert np.allclose(fusion_logits(other, x), fusion_logits(m, x))

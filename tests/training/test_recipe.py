@@ -11,7 +11,7 @@ import pytest
 
 from multimodal_df import recipe
 from multimodal_df.pipeline.detector import Detector
-from multimodal_df.training.recipe import speaker_split
+from multimodal_df.training.real_data import face_group, speech_group, split_of
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
@@ -19,19 +19,25 @@ EXAMPLES = ROOT / "multimodal_df" / "examples"
 
 
 def _slice(tmp: Path) -> Path:
-    """faces: 2 train and 2 valid people; speech: 16 train-clean-100 speakers and 2 test-other utterances per speaker of 3."""
+    """A few people and speakers of each split (by the recipe's own person / speaker hash): face clips and photos,
+    LibriSpeech train-clean-100 utterances, and test-other (always a test set) for 3 speakers."""
     data = tmp / "data"
     (data / "faces").mkdir(parents=True)
-    for name in ("d0", "d3", "d18", "d13"):  # d18, d13 are validation people (recipe.FACE_VALID)
+    for name in ("d0", "d3", "d13", "d9"):  # train, train, valid, test people
         (data / "faces" / f"{name}.mp4").symlink_to(SHARED / "faces" / f"{name}.mp4")
+    photos = sorted(p for p in (SHARED / "face_photos").rglob("*.jpg"))
+    valid_photos = [p for p in photos if split_of(face_group(p)) == "valid"][:2]
+    for p in valid_photos:
+        dst = data / "face_photos" / p.parent.name / p.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.symlink_to(p)
     tr = data / "librispeech" / "train-clean-100"
     te = data / "librispeech" / "test-other"
     tr.mkdir(parents=True)
     te.mkdir(parents=True)
     picked = sorted((SHARED / "librispeech" / "train-clean-100").glob("*.flac"))
-    # Enough speakers that the stable speaker hash puts some in validation.
-    valid = [p for p in picked if speaker_split(p.stem.split("-")[0]) == "valid"][:5]
-    train = [p for p in picked if speaker_split(p.stem.split("-")[0]) == "train"][:12]
+    valid = [p for p in picked if split_of(speech_group(p)) == "valid"][:5]
+    train = [p for p in picked if split_of(speech_group(p)) == "train"][:12]
     for p in valid + train:
         (tr / p.name).symlink_to(p)
     spk: dict[str, int] = {}
@@ -67,11 +73,13 @@ def test_recipe_trains_fuses_reports_and_installs(tmp_path: Path) -> None:
     ]
     assert recipe.main(args) == 0
     faces = (out / "manifests" / "faces.csv").read_text().splitlines()
-    assert sum(",valid," in line for line in faces) == 2 and sum(",train," in line for line in faces) == 2
+    assert sum(",valid," in line for line in faces) == 3 and sum(",train," in line for line in faces) == 2
+    assert sum(",test," in line for line in faces) == 1
     res = json.loads((out / "validation.json").read_text())
     assert res["holdout_generator"] == "world"
     assert set(res["vision_valid"]) >= {"self_blend", "cross_blend"}
     assert set(res["audio_valid"]) >= {"griffin_lim", "world", "espeak", "flite"}
+    assert set(res["vision_test_people"]) >= {"real", "self_blend"}
     # Formant TTS is far from LibriSpeech: even two tiny epochs separate it on never-seen speakers.
     assert res["audio_test_speakers"]["espeak"]["auc"] > 0.9
     assert json.loads((out / "audio_choice.json").read_text())["kept"] in ("mel", "mel_wav2vec")

@@ -7,6 +7,8 @@
   compressed to a random number of coefficients.
 * :func:`tts_speech`: speech synthesised from text by espeak-ng (formant synthesis) or flite
   (CMU Flite voices), both installed from Debian's packages.
+* ``vocoder_<arch>``: real speech copied through a small neural vocoder trained here on real speech
+  (:mod:`.vocoders`; the folder of trained vocoders is passed as ``generators_dir``).
 * :func:`standardize_speech`: what both real and fake audio go through, so sample rate, loudness and
   leading or trailing silence never separate the classes.
 
@@ -15,12 +17,19 @@ Every generator takes a ``numpy.random.Generator``: the same seed gives the same
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...audio.features import trim_silence
 from ...config import AUDIO_GENERATORS
+
+if TYPE_CHECKING:
+    from .vocoders import Vocoder
+
+VOCODER_PREFIX = "vocoder_"
 
 
 def window(wave: np.ndarray, length: int, start: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -196,11 +205,40 @@ def resample(wave: np.ndarray, orig_sr: int, sample_rate: int) -> np.ndarray:
     ).numpy()
 
 
-def fake_speech(generator: str, wave: np.ndarray | None, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+@functools.lru_cache(maxsize=8)
+def load_vocoder(directory: str) -> Vocoder:
+    """A trained vocoder from ``directory`` (kept in memory: every utterance of a bank uses it)."""
+    from .vocoders import Vocoder
+
+    return Vocoder.load(directory)
+
+
+def vocoder_dir(generators_dir: str | Path | None, generator: str) -> Path:
+    """Where the trained vocoder of a ``vocoder_<arch>`` generator lives; a clear error when it is missing."""
+    if generators_dir is None or not (Path(generators_dir) / generator).is_dir():
+        raise ValueError(
+            f"audio generator {generator!r} needs a trained vocoder in train.generators_dir/{generator} "
+            f"(the recipe's 'generators' stage trains it); generators_dir is {generators_dir!r}"
+        )
+    return Path(generators_dir) / generator
+
+
+def fake_speech(
+    generator: str,
+    wave: np.ndarray | None,
+    sample_rate: int,
+    rng: np.random.Generator,
+    generators_dir: str | Path | None = None,
+) -> np.ndarray:
     """One pseudo-fake utterance from ``generator`` (see :data:`AUDIO_GENERATORS`), standardised like
     real speech (:func:`standardize_speech`); float32 [T] at ``sample_rate``. ``wave`` is the real
-    utterance to resynthesise (ignored by the TTS engines)."""
-    if generator == "griffin_lim":
+    utterance to resynthesise (ignored by the TTS engines); ``generators_dir`` holds the trained vocoders."""
+    if generator.startswith(VOCODER_PREFIX):
+        voc = load_vocoder(str(vocoder_dir(generators_dir, generator).resolve()))
+        if voc.cfg.sample_rate != sample_rate:
+            raise ValueError(f"{generator} was trained at {voc.cfg.sample_rate} Hz, not {sample_rate} Hz")
+        y = voc.resynthesize(np.asarray(wave, dtype=np.float32))
+    elif generator == "griffin_lim":
         y = griffin_lim_resynth(np.asarray(wave), sample_rate, rng)
     elif generator == "world":
         y = world_resynth(np.asarray(wave), sample_rate, rng)
@@ -218,6 +256,7 @@ def make_speech_fakes(
     seed: int,
     progress: bool = False,
     cache: Path | None = None,
+    generators_dir: str | Path | None = None,
 ) -> list[np.ndarray]:
     """One pseudo-fake per real utterance from ``generator``, each seeded by (seed, utterance index).
 
@@ -229,18 +268,24 @@ def make_speech_fakes(
     from tqdm import tqdm
 
     gi = AUDIO_GENERATORS.index(generator)
+    # A retrained vocoder makes other fakes: its weights' identity (size, time) is part of the cache key.
+    stamp = ""
+    if generator.startswith(VOCODER_PREFIX):
+        st = (vocoder_dir(generators_dir, generator) / "vocoder.safetensors").stat()
+        stamp = f"{st.st_size}/{st.st_mtime_ns}/"
     out = []
     for k, w in enumerate(tqdm(reals, desc=f"fakes: {generator}", leave=False, disable=not progress)):
         path = None
         if cache is not None:
             key = hashlib.sha1(
-                f"{generator}/{seed}/{k}/{sample_rate}/".encode() + np.ascontiguousarray(w, dtype=np.float32).tobytes()
+                f"{generator}/{seed}/{k}/{sample_rate}/{stamp}".encode()
+                + np.ascontiguousarray(w, dtype=np.float32).tobytes()
             ).hexdigest()
             path = cache / f"{key}.npy"
             if path.exists():
                 out.append(np.load(path))
                 continue
-        y = fake_speech(generator, w, sample_rate, np.random.default_rng([seed, k, gi]))
+        y = fake_speech(generator, w, sample_rate, np.random.default_rng([seed, k, gi]), generators_dir)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, y)

@@ -1,0 +1,463 @@
+"""The branch CNNs on ONNX Runtime: export, graph directories, sessions, and ``load(..., runtime=...)``.
+
+Only the two branch forwards change runtime: the vision model (face crops float [B, 3, S, S] in [0, 1] ->
+embedding [B, D], logit [B]) and the audio model (windows float [B, L] -> embedding [B, E], logit [B]).
+Decoding, MTCNN faces, calibration, fusion, sync and explanations stay the same PyTorch/NumPy code, so a
+detector on either runtime gives the same verdicts (within float rounding: max abs logit diff <= 1e-3).
+
+An ONNX graph directory is a complete checkpoint (``config.json`` and the safetensors, so the torch
+runtime, fusion and explanations still load from it) plus the graphs and ``onnx.json``::
+
+    {"format": "multimodal_df/onnx", "format_version": 1, "package_version": ..., "created_utc": ...,
+     "opset": 17, "torch_version": ...,
+     "graphs": {"vision": {"file": "vision.onnx", "sha256": ..., "weights_sha256": ..., "input": "x",
+                           "input_shape": ["batch", 3, 224, 224], "max_abs_diff": 2e-6}, "audio": {...}},
+     "on_torch": ["fusion", "faces", "calibration"]}
+
+``weights_sha256`` ties each graph to the safetensors it came from: a graph exported from other weights is
+refused rather than silently scoring with a different model. ``--runtime onnx`` on a checkpoint without
+graphs exports them once into a cache folder (``$MULTIMODAL_DF_CACHE``, else ``$XDG_CACHE_HOME`` or
+``~/.cache``, under ``multimodal_df/onnx/<digest of config.json and weights>``).
+
+The audio graph computes its log-mel with a DFT as a strided convolution (:func:`dft_logmel`): the
+TorchScript exporter cannot write torchaudio's complex STFT. The wav2vec 2.0 sub-branch exports as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import CheckpointError, one_line
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from .detector import Detector
+
+MANIFEST = "onnx.json"
+ONNX_FORMAT = "multimodal_df/onnx"
+ONNX_FORMAT_VERSION = 1
+OPSET = 17
+RUNTIMES = ("torch", "onnx")
+BRANCHES = ("vision", "audio")
+CACHE_ENV = "MULTIMODAL_DF_CACHE"
+MAX_DIFF = 1e-3
+"""Largest |ONNX - PyTorch| on an embedding or logit that export accepts (float32 rounding is ~1e-5)."""
+_OUTPUTS = ["embedding", "logit"]
+_MAX_MANIFEST_BYTES = 1 << 20
+
+
+# ------------------------------------------------------------------------------------------- exportable modules
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def dft_logmel(logmel: nn.Module) -> nn.Module:
+    """A drop-in for :class:`multimodal_df.audio.features.LogMel` that ONNX can express.
+
+    Same maths as torchaudio's ``MelSpectrogram`` (centred, reflect-padded, periodic Hann, power 2) followed by
+    the log and the per-example standardisation, but the STFT is a strided ``conv1d`` with a fixed real/imaginary
+    DFT basis [2F, 1, n_fft] (F = n_fft // 2 + 1): waveform [B, L] -> log-mel [B, n_mels, frames].
+    """
+    torch = _torch()
+    from torch import nn
+    from torch.nn import functional as F
+
+    spec, scale = logmel.mel.spectrogram, logmel.mel.mel_scale
+    if spec.power != 2.0 or not spec.center or spec.normalized or spec.pad != 0 or spec.win_length != spec.n_fft:
+        raise CheckpointError("the audio model's spectrogram settings have no ONNX equivalent here")
+
+    class _DftLogMel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            n_fft = int(spec.n_fft)
+            self.n_fft, self.hop, self.bins = n_fft, int(spec.hop_length), n_fft // 2 + 1
+            # The basis in float64, then rounded once: it is the only place where precision is lost.
+            n = torch.arange(n_fft, dtype=torch.float64)
+            k = torch.arange(self.bins, dtype=torch.float64)
+            angle = 2 * math.pi * k[:, None] * n[None, :] / n_fft
+            win = spec.window.detach().to("cpu", torch.float64)
+            basis = torch.cat([torch.cos(angle) * win, -torch.sin(angle) * win]).float().unsqueeze(1)
+            self.register_buffer("basis", basis)
+            self.register_buffer("fb", scale.fb.detach().to("cpu").float())
+
+        def forward(self, wave: torch.Tensor) -> torch.Tensor:
+            half = self.n_fft // 2
+            x = F.pad(wave.float().unsqueeze(1), (half, half), mode="reflect")
+            y = F.conv1d(x, self.basis, stride=self.hop)  # [B, 2F, frames]
+            power = y[:, : self.bins] ** 2 + y[:, self.bins :] ** 2
+            mel = torch.matmul(power.transpose(1, 2), self.fb).transpose(1, 2)
+            s = torch.log(mel + 1e-6)
+            mu = s.mean(dim=(1, 2), keepdim=True)
+            sd = s.std(dim=(1, 2), keepdim=True)
+            return (s - mu) / (sd + 1e-5)
+
+    return _DftLogMel()
+
+
+def exportable(branch: str, model: nn.Module) -> nn.Module:
+    """The module whose trace becomes ``branch``'s graph: the model itself for vision; for audio the model with
+    :func:`dft_logmel` in place of its own log-mel (the weights are shared, not copied)."""
+    from torch import nn
+
+    if branch == "vision" or getattr(model, "logmel", None) is None:
+        return model
+
+    class _Audio(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.logmel = dft_logmel(model.logmel)
+
+        def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.model(wave, logmel=self.logmel(wave))
+
+    return _Audio()
+
+
+def example_input(branch: str, model: nn.Module, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    """A random input of the branch's shape: crops [B, 3, S, S] in [0, 1], or speech-level noise windows [B, L]."""
+    torch = _torch()
+    g = torch.Generator().manual_seed(seed)
+    if branch == "vision":
+        s = model.input_size
+        return torch.rand(batch, 3, s, s, generator=g)
+    return 0.1 * torch.randn(batch, model.window_samples, generator=g)
+
+
+# ------------------------------------------------------------------------------------------- export
+@dataclasses.dataclass
+class GraphRecord:
+    """One exported graph, as ``onnx.json`` lists it."""
+
+    file: str
+    sha256: str
+    weights_sha256: str
+    input: str
+    input_shape: list[Any]
+    max_abs_diff: float
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def export_branch(det: Detector, branch: str, path: Path, opset: int = OPSET) -> float:
+    """Write ``branch``'s graph (dynamic batch axis) to ``path`` atomically; returns the largest |ONNX - PyTorch|
+    over embedding and logit on a random batch of 3. Raises :class:`CheckpointError` past :data:`MAX_DIFF`."""
+    import warnings
+
+    torch = _torch()
+    from .files import write_atomic
+
+    model = getattr(det, branch)
+    model.to("cpu").eval()  # export on the CPU in float32 whatever the detector runs on
+    module = exportable(branch, model).eval()
+    name = "x" if branch == "vision" else "wave"
+    axes = {name: {0: "batch"}, "embedding": {0: "batch"}, "logit": {0: "batch"}}
+
+    def write(tmp: str) -> None:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings about Python control flow on constant shapes
+            torch.onnx.export(
+                module,
+                (example_input(branch, model, 2),),
+                tmp,
+                input_names=[name],
+                output_names=_OUTPUTS,
+                dynamic_axes=axes,
+                opset_version=opset,
+                dynamo=False,  # the dynamo exporter needs onnxscript, which is not a dependency
+            )
+
+    try:
+        write_atomic(path, write)
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(
+            f"cannot export the {branch} model to ONNX: {type(exc).__name__}: {one_line(exc, 200)}"
+        ) from None
+    finally:
+        model.to(det.device)
+    diff = compare(det, branch, _session(path, ["CPUExecutionProvider"]), example_input(branch, model, 3, seed=1))
+    if not diff <= MAX_DIFF:
+        raise CheckpointError(f"the {branch} ONNX graph differs from PyTorch by {diff:.2e} (limit {MAX_DIFF:g})")
+    return diff
+
+
+def compare(det: Detector, branch: str, session: Any, x: torch.Tensor) -> float:
+    """Largest |ONNX - PyTorch| over both outputs of ``branch`` on input ``x`` (both on the CPU, float32)."""
+    torch = _torch()
+    model = getattr(det, branch)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        ref = [t.float().cpu().numpy() for t in model.to("cpu")(x)]
+    model.to(device)
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    return float(max(np.abs(a - b).max() for a, b in zip(got, ref)))
+
+
+def export_graphs(det: Detector, source: str | Path, out: str | Path, opset: int = OPSET) -> Path:
+    """Write an ONNX graph directory at ``out`` for ``det`` loaded from checkpoint ``source``: its config.json and
+    safetensors (copied unless ``out`` is ``source``), the branch graphs, then ``onnx.json`` last (atomically), so a
+    directory with an ``onnx.json`` always has the graphs it names."""
+    from .files import write_text_atomic
+
+    src, dst = Path(source), Path(out)
+    dst.mkdir(parents=True, exist_ok=True)
+    if src.resolve() != dst.resolve():
+        for f in ["config.json", *(f"{n}.safetensors" for n in ("vision", "audio", "fusion"))]:
+            if (src / f).is_file():
+                shutil.copyfile(src / f, dst / f)
+        (dst / MANIFEST).unlink(missing_ok=True)  # a stale manifest must not vouch for graphs being rewritten
+    graphs: dict[str, Any] = {}
+    for branch in BRANCHES:
+        model = getattr(det, branch)
+        if model is None:
+            continue
+        path = dst / f"{branch}.onnx"
+        diff = export_branch(det, branch, path, opset)
+        x = example_input(branch, model, 1)
+        graphs[branch] = dataclasses.asdict(
+            GraphRecord(
+                file=path.name,
+                sha256=sha256_file(path),
+                weights_sha256=sha256_file(dst / f"{branch}.safetensors"),
+                input="x" if branch == "vision" else "wave",
+                input_shape=["batch", *x.shape[1:]],
+                max_abs_diff=diff,
+            )
+        )
+    import torch
+
+    manifest = {
+        "format": ONNX_FORMAT,
+        "format_version": ONNX_FORMAT_VERSION,
+        "package_version": __version__,
+        "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "opset": opset,
+        "torch_version": torch.__version__,
+        "graphs": graphs,
+        "on_torch": ["faces", "calibration"] + (["fusion"] if det.fusion is not None else []),
+    }
+    write_text_atomic(dst / MANIFEST, json.dumps(manifest, indent=2))
+    return dst
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any] | None:
+    """``onnx.json`` of ``directory``, checked against the files beside it; None when there is none.
+
+    Raises :class:`CheckpointError` for a damaged manifest, a missing or altered graph, or graphs exported from
+    weights other than the directory's safetensors.
+    """
+    d = Path(directory)
+    path = d / MANIFEST
+    if not path.is_file():
+        return None
+    if path.stat().st_size > _MAX_MANIFEST_BYTES:
+        raise CheckpointError(f"{path}: too large for an ONNX manifest")
+    try:
+        m = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({one_line(exc, 200)})") from None
+    if not isinstance(m, dict) or m.get("format") != ONNX_FORMAT or not isinstance(m.get("graphs"), dict):
+        raise CheckpointError(f"{path}: not a multimodal_df ONNX manifest")
+    if m.get("format_version") != ONNX_FORMAT_VERSION:
+        raise CheckpointError(f"{path}: unknown format_version {m.get('format_version')!r}; re-export the graphs")
+    for branch, g in m["graphs"].items():
+        if branch not in BRANCHES or not isinstance(g, dict):
+            raise CheckpointError(f"{path}: unknown graph {branch!r}")
+        graph = d / f"{branch}.onnx"  # the name is fixed: a manifest never chooses which file is opened
+        if not graph.is_file():
+            raise CheckpointError(f"{d}: {graph.name} is missing")
+        if sha256_file(graph) != g.get("sha256"):
+            raise CheckpointError(f"{d}: {graph.name} does not match onnx.json (damaged or replaced)")
+        weights = d / f"{branch}.safetensors"
+        if weights.is_file() and sha256_file(weights) != g.get("weights_sha256"):
+            raise CheckpointError(
+                f"{d}: {graph.name} was exported from other weights than {weights.name}; "
+                "re-run python -m multimodal_df.export"
+            )
+    return m
+
+
+# ------------------------------------------------------------------------------------------- the cache
+def cache_root() -> Path:
+    """Where graphs exported on the fly live: ``$MULTIMODAL_DF_CACHE``, else the user's cache folder."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env) / "onnx"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "multimodal_df" / "onnx"
+
+
+def checkpoint_digest(directory: str | Path) -> str:
+    """A short digest of a checkpoint's config.json and weights: the cache key of its graphs."""
+    d = Path(directory)
+    h = hashlib.sha256(__version__.encode())
+    for f in ("config.json", "vision.safetensors", "audio.safetensors", "fusion.safetensors"):
+        if (d / f).is_file():
+            h.update(f.encode() + sha256_file(d / f).encode())
+    return h.hexdigest()[:24]
+
+
+def graphs_for(det: Detector, checkpoint: str | Path) -> tuple[Path, bool]:
+    """The directory holding ``checkpoint``'s graphs and whether they were exported just now: the checkpoint itself
+    when it has an ``onnx.json``, else the cache (exported there on first use, atomically by renaming a finished
+    folder into place, so concurrent processes never see half a directory)."""
+    ckpt = Path(checkpoint)
+    if read_manifest(ckpt) is not None:
+        return ckpt, False
+    target = cache_root() / checkpoint_digest(ckpt)
+    if (target / MANIFEST).is_file():
+        try:
+            read_manifest(target)
+            return target, False
+        except CheckpointError:
+            shutil.rmtree(target, ignore_errors=True)  # a damaged cache entry is rebuilt, never trusted
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot write ONNX graphs to the cache {target.parent} ({exc.strerror}); set ${CACHE_ENV}"
+        ) from None
+    try:
+        export_graphs(det, ckpt, work)
+        try:
+            os.replace(work, target)
+        except OSError:
+            if not (target / MANIFEST).is_file():  # another process finished first: use its copy
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    read_manifest(target)
+    return target, True
+
+
+# ------------------------------------------------------------------------------------------- sessions
+def choose_providers(device: str | torch.device, available: list[str] | None = None) -> list[str]:
+    """ONNX Runtime execution providers for ``device``: on CUDA, TensorRT then CUDA where this onnxruntime build has
+    them, always ending with the CPU (ONNX Runtime places what a provider cannot run on the next one)."""
+    import onnxruntime as ort
+
+    have = ort.get_available_providers() if available is None else available
+    wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider"] if str(device).startswith("cuda") else []
+    return [p for p in wanted if p in have] + ["CPUExecutionProvider"]
+
+
+def _session(path: str | Path, providers: list[str]) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # As many threads as PyTorch uses (OMP_NUM_THREADS included): the two runtimes compare like for like, and a
+    # server's worker processes do not each take every core.
+    opts.intra_op_num_threads = max(1, _torch().get_num_threads())
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+
+
+class OnnxBranch:
+    """A branch forward on an ONNX Runtime session, called like the PyTorch model it replaces:
+    ``branch(x)`` with x a float tensor (crops [B, 3, S, S] or windows [B, L]) -> (embedding [B, D], logit [B]),
+    float32 tensors on the CPU."""
+
+    def __init__(self, path: str | Path, providers: list[str]) -> None:
+        self.session = _session(path, providers)
+        self.input = self.session.get_inputs()[0].name
+        self.providers: list[str] = self.session.get_providers()
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        torch = _torch()
+        arr = np.ascontiguousarray(x.detach().float().cpu().numpy())
+        emb, logit = self.session.run(_OUTPUTS, {self.input: arr})
+        return torch.from_numpy(emb), torch.from_numpy(logit)
+
+
+@dataclasses.dataclass
+class RuntimeInfo:
+    """What runs a detector's branch forwards: ``runtime`` "torch" or "onnx"; for ONNX the graph directory, the
+    providers each session got, and whether the graphs were exported on this load."""
+
+    runtime: str = "torch"
+    graphs: str | None = None
+    providers: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    exported: bool = False
+
+
+def attach(det: Detector, directory: str | Path, providers: list[str] | None = None) -> RuntimeInfo:
+    """Run ``det``'s branch forwards on the ONNX graphs in ``directory`` (checked by :func:`read_manifest`)."""
+    manifest = read_manifest(directory)
+    if manifest is None:
+        raise CheckpointError(f"{directory}: no {MANIFEST} (export the graphs with python -m multimodal_df.export)")
+    chosen = providers or choose_providers(det.device)
+    forwards: dict[str, Callable[..., Any]] = {}
+    info = RuntimeInfo("onnx", str(directory))
+    for branch in BRANCHES:
+        if getattr(det, branch) is None:
+            continue
+        if branch not in manifest["graphs"]:
+            raise CheckpointError(f"{directory}: {MANIFEST} has no {branch} graph")
+        try:
+            forwards[branch] = OnnxBranch(Path(directory) / f"{branch}.onnx", chosen)
+        except Exception as exc:
+            raise CheckpointError(
+                f"{directory}: ONNX Runtime cannot open {branch}.onnx ({type(exc).__name__}: {one_line(exc, 200)})"
+            ) from None
+        info.providers[branch] = forwards[branch].providers
+    det.branch_forward = forwards
+    det.runtime = info
+    return info
+
+
+def load(checkpoint: str | Path | None = None, device: str = "auto", runtime: str = "torch") -> Detector:
+    """The detector at ``checkpoint`` (default: the shipped model) with its branch forwards on ``runtime``.
+
+    ``runtime="onnx"`` runs the vision and audio models on ONNX Runtime (CPU; CUDA/TensorRT providers on a CUDA
+    device when installed): from the checkpoint's own graphs when it has an ``onnx.json``, else from graphs exported
+    once into the cache (:func:`cache_root`). Raises :class:`CheckpointError` with a one-line reason.
+    """
+    from .checkpoint import default_checkpoint
+    from .checkpoint import load as load_torch
+
+    if runtime not in RUNTIMES:
+        raise CheckpointError(f"unknown runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
+    det = load_torch(checkpoint, device)
+    if runtime == "torch":
+        return det
+    ckpt = str(checkpoint) if checkpoint is not None else default_checkpoint()
+    try:
+        directory, exported = graphs_for(det, ckpt)  # type: ignore[arg-type]
+        attach(det, directory).exported = exported
+    except CheckpointError as exc:
+        raise CheckpointError(f"cannot run checkpoint {ckpt} on ONNX Runtime: {exc}") from None
+    except ImportError as exc:
+        raise CheckpointError(f"--runtime onnx needs onnxruntime and onnx ({one_line(exc, 200)})") from None
+    except Exception as exc:
+        raise CheckpointError(
+            f"cannot run checkpoint {ckpt} on ONNX Runtime: {type(exc).__name__}: {one_line(exc, 200)}"
+        ) from None
+    return det
