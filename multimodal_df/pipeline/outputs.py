@@ -15,6 +15,13 @@ from ..provenance.report import ProvenanceReport
 from ..vision.faces import FaceTrack
 
 
+def _logit(p: float | None) -> float | None:
+    """log(p / (1 - p)) of a P(fake) (None when there is none); keeps the ranking that 4 decimals of p may lose."""
+    if p is None or not 0.0 < p < 1.0:
+        return None
+    return math.log(p) - math.log1p(-p)
+
+
 @dataclass
 class VisionOutput:
     """The vision branch on one clip.
@@ -117,10 +124,16 @@ class Prediction:
 
         vision = None
         if self.vision is not None:
-            vision = {"p_fake": r(self.vision.p_fake), "frames": self.vision.frames, "faces": self.vision.faces}
+            # The raw pooled logit ranks files even where calibrated scores meet their bounds.
+            vision = {
+                "p_fake": r(self.vision.p_fake),
+                "logit": r(self.vision.logit, 6),
+                "frames": self.vision.frames,
+                "faces": self.vision.faces,
+            }
         audio = None
         if self.audio is not None:
-            audio = {"p_fake": r(self.audio.p_fake), "windows": self.audio.windows}
+            audio = {"p_fake": r(self.audio.p_fake), "logit": r(self.audio.logit, 6), "windows": self.audio.windows}
         media = None
         if self.info is not None:
             media = {
@@ -137,6 +150,7 @@ class Prediction:
         return {
             "path": self.path,
             "p_fake": r(self.p_fake),
+            "logit": r(_logit(self.p_fake), 6),
             "label": self.label,
             "threshold": r(self.threshold),
             "modalities": {"vision": vision, "audio": audio},

@@ -62,6 +62,17 @@ def decoder_fakes(decoder: Any, crops: np.ndarray, rng: np.random.Generator) -> 
     return decoder_pseudofakes(decoder, np.asarray(crops), rng, ReconstructionMix(**DECODER_MIX))
 
 
+BANK_SECONDS = 4.0
+"""Training fakes are made from the first seconds of each real utterance (two training windows' worth)."""
+VALID_SECONDS = 6.0
+"""Validation and test utterances (real and their fakes) are cut to their first seconds, so that making one fake per
+generator stays affordable and real and fake items have the same lengths."""
+
+
+def _head(wave: np.ndarray, seconds: float, sample_rate: int) -> np.ndarray:
+    return wave[: int(seconds * sample_rate)]
+
+
 def metrics_by_kind(z: np.ndarray, kind: np.ndarray) -> dict[str, Any]:
     """Checkpoint metrics: validation AUC of real items against each kind of fake (``val_auc_<kind>``) and the counts."""
     table = auc_by_kind(z, kind)
@@ -157,7 +168,7 @@ def speech_validation_items(
     sr, tc = cfg.decode.sample_rate, cfg.train
     if not tc.pseudo_fakes:
         return [c.waveform for _, c in valid], ["real" if r.audio_target == 0 else "fake" for r, _ in valid]  # type: ignore[misc]
-    reals = [standardize_speech(c.waveform, sr) for r, c in valid if r.audio_target == 0]  # type: ignore[arg-type]
+    reals = [_head(standardize_speech(c.waveform, sr), VALID_SECONDS, sr) for r, c in valid if r.audio_target == 0]  # type: ignore[arg-type]
     waves = list(reals) + [c.waveform for r, c in valid if r.audio_target == 1]
     kinds = ["real"] * len(reals) + ["fake"] * (len(waves) - len(reals))
     for g in tc.audio_generators:
@@ -276,8 +287,11 @@ def train_audio(
         used = [g for g in tc.audio_generators if g != tc.audio_holdout]
         reals = [standardize_speech(c.waveform, sr) for r, c in train if r.audio_target == 0]  # type: ignore[arg-type]
         t0 = time.time()
+        # Fakes are made once per (shortened) utterance: the training windows are a few seconds long, and
+        # neural vocoders and TTS run near real time on a CPU.
+        sources = [_head(w, BANK_SECONDS, sr) for w in reals]
         banks = {
-            g: make_speech_fakes(reals, g, sr, tc.seed, tc.progress, fake_cache, tc.generators_dir)
+            g: make_speech_fakes(sources, g, sr, tc.seed, tc.progress, fake_cache, tc.generators_dir)
             for g in used
             if g != "griffin_lim"
         }
