@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--install", action="store_true", help="copy OUT/detector into the package as the shipped model")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--audio-variants",
+        default="mel,mel_wav2vec",
+        help="audio branches to train and choose from: mel (log-mel CNN), mel_wav2vec (with a small wav2vec 2.0)",
+    )
     return p
 
 
@@ -43,7 +48,15 @@ def main(argv: list[str] | None = None) -> int:
         from .training.recipe import run_recipe
 
         times = run_recipe(
-            args.data, args.out, args.config, stages, args.set, args.device, not args.no_progress, args.install
+            args.data,
+            args.out,
+            args.config,
+            stages,
+            args.set,
+            args.device,
+            not args.no_progress,
+            args.install,
+            audio_variants=[v.strip() for v in args.audio_variants.split(",") if v.strip()],
         )
         total = sum(times.values()) / 60
         print(

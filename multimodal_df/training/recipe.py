@@ -37,6 +37,8 @@ from .run import run_training
 CONFIG = "shipped"
 """The preset the recipe trains with (``multimodal_df/config/presets/shipped.yaml``)."""
 STAGES = ("manifests", "generators", "vision", "audio", "fusion", "report")
+AUDIO_VARIANTS = {"mel": False, "mel_wav2vec": True}
+"""Audio branches the recipe can train (name -> with wav2vec 2.0); it keeps the one that validates better."""
 
 
 def recipe_config(
@@ -63,10 +65,12 @@ def run_recipe(
     device: str = "auto",
     progress: bool = True,
     install: bool = False,
+    audio_variants: list[str] | None = None,
 ) -> dict[str, float]:
     """Run the recipe's ``stages`` (default: all of :data:`STAGES`) and return the seconds each took.
 
-    With ``install``, the detector is copied into the package as the shipped model.
+    With ``install``, the detector is copied into the package as the shipped model. ``audio_variants`` (default
+    both of :data:`AUDIO_VARIANTS`) are the audio branches trained and chosen from.
     """
     from .recipe_report import fuse_composites, report
 
@@ -88,7 +92,7 @@ def run_recipe(
         elif stage == "vision":
             run_training(cfg, ["vision"], faces_csv, out, out / "cache" / "faces", device)
         elif stage == "audio":
-            train_audio_variants(cfg, out, speech_csv, device)
+            train_audio_variants(cfg, out, speech_csv, device, audio_variants)
         elif stage == "fusion":
             fuse_composites(cfg, out, faces_csv, speech_csv, device)
         else:
@@ -112,15 +116,24 @@ def install_detector(detector_dir: str | Path) -> Path:
     return SHIPPED
 
 
-def train_audio_variants(cfg: Config, out: Path, speech_csv: Path, device: str = "auto") -> str:
-    """Train the log-mel CNN alone and with wav2vec 2.0; keep the better one as OUT/audio; returns its name."""
+def train_audio_variants(
+    cfg: Config, out: Path, speech_csv: Path, device: str = "auto", variants: list[str] | None = None
+) -> str:
+    """Train the log-mel CNN alone and with wav2vec 2.0 (or the ``variants`` named); keep the better one as
+    OUT/audio; returns its name. A variant trained before (its checkpoint exists) is not trained again."""
     import copy
 
+    names = list(variants or AUDIO_VARIANTS)
+    bad = [v for v in names if v not in AUDIO_VARIANTS]
+    if bad:
+        raise ConfigError(f"unknown audio variant(s) {bad}; choose from {list(AUDIO_VARIANTS)}")
     scores = {}
-    for name, w2v in (("mel", False), ("mel_wav2vec", True)):
+    for name in names:
+        w2v = AUDIO_VARIANTS[name]
         variant = copy.deepcopy(cfg)
         variant.audio.wav2vec.enabled = w2v
-        run_training(variant, ["audio"], speech_csv, out / "variants" / name, out / "cache" / "speech", device)
+        if not (out / "variants" / name / "audio" / "config.json").exists():
+            run_training(variant, ["audio"], speech_csv, out / "variants" / name, out / "cache" / "speech", device)
         ck = json.loads((out / "variants" / name / "audio" / "config.json").read_text())
         m, held = ck["audio"]["metrics"], ck["training"]["data"].get("audio_holdout")
         scores[name] = (round(m["val_auc"], 3), -round(m["val_loss"], 4))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from pathlib import Path
 
@@ -74,7 +75,9 @@ def test_json_schema_and_verdicts(detector_dir: Path, media: dict[str, Path]) ->
         assert set(r) >= {"path", "p_fake", "label", "threshold", "modalities", "segments", "error", "seconds"}
         assert r["error"] is None and 0 <= r["p_fake"] <= 1
         v, a = r["modalities"]["vision"], r["modalities"]["audio"]
-        assert set(v) == {"p_fake", "frames", "faces"} and set(a) == {"p_fake", "windows"}
+        assert set(v) == {"p_fake", "logit", "frames", "faces"} and set(a) == {"p_fake", "logit", "windows"}
+        # The logit keeps the ranking that four decimals of P(fake) may lose; it is the same score.
+        assert abs(1 / (1 + math.exp(-r["logit"])) - r["p_fake"]) < 1e-4
         assert r["segments"] and all(set(s) == {"start", "end", "vision", "audio"} for s in r["segments"])
         assert r["segments"][0]["start"] == 0 and r["segments"][-1]["end"] == pytest.approx(2.0, abs=0.1)
     real, face, voice = recs
