@@ -265,6 +265,32 @@ def _undecodable(container) -> list[str]:
     return notes
 
 
+def usable_streams(container) -> tuple[object | None, object | None, list[str]]:
+    """The main video and audio streams worth decoding (None where there is none) and notes on those skipped.
+
+    A :class:`MediaError` when nothing is left, or when the video frames are over :data:`MAX_VIDEO_PIXELS` as the
+    header declares them (checked before any frame is decoded)."""
+    vstream, astream = _main_video_stream(container), _main_audio_stream(container)
+    skipped = _undecodable(container)
+    if vstream is None and astream is None:
+        raise MediaError(
+            "no video or audio stream this build can decode (unsupported codec)"
+            if skipped
+            else "no video or audio stream in the file"
+        )
+    if vstream is not None:
+        too_big = _frame_size_error(vstream.codec_context.width or 0, vstream.codec_context.height or 0)
+        if too_big is not None:
+            raise too_big
+    rate = astream.codec_context.sample_rate if astream is not None else 0
+    if astream is not None and 0 < rate < MIN_AUDIO_RATE:
+        skipped.append(f"an audio stream at {rate} Hz was ignored (under {MIN_AUDIO_RATE} Hz: a damaged header)")
+        astream = None
+        if vstream is None:
+            raise MediaError(f"the only audio stream is sampled at {rate} Hz, under the {MIN_AUDIO_RATE} Hz minimum")
+    return vstream, astream, skipped
+
+
 def _frame_size_error(w: int, h: int) -> MediaError | None:
     if w * h > MAX_VIDEO_PIXELS:
         return MediaError(f"video frames are {w}x{h}, above the {MAX_VIDEO_PIXELS} pixel limit")
@@ -286,27 +312,7 @@ def _container_duration(container, streams) -> float | None:
 def _decode_av(path: Path, size: int, cfg: DecodeConfig, dense: DenseSpec | None = None) -> Clip:
     container = _open(path)
     try:
-        vstream = _main_video_stream(container)
-        astream = _main_audio_stream(container)
-        skipped = _undecodable(container)
-        if vstream is None and astream is None:
-            raise MediaError(
-                "no video or audio stream this build can decode (unsupported codec)"
-                if skipped
-                else "no video or audio stream in the file"
-            )
-        if vstream is not None:
-            too_big = _frame_size_error(vstream.codec_context.width or 0, vstream.codec_context.height or 0)
-            if too_big is not None:
-                raise too_big
-        rate = astream.codec_context.sample_rate if astream is not None else 0
-        if astream is not None and 0 < rate < MIN_AUDIO_RATE:
-            skipped.append(f"an audio stream at {rate} Hz was ignored (under {MIN_AUDIO_RATE} Hz: a damaged header)")
-            astream = None
-            if vstream is None:
-                raise MediaError(
-                    f"the only audio stream is sampled at {rate} Hz, under the {MIN_AUDIO_RATE} Hz minimum"
-                )
+        vstream, astream, skipped = usable_streams(container)
         duration = _container_duration(container, [vstream, astream])
         kind: MediaKind = "video" if vstream is not None else "audio"
         info = MediaInfo(

@@ -54,9 +54,9 @@ from ..media.decode import (
     _main_audio_stream,
     _main_video_stream,
     _open,
-    _undecodable,
     check_file,
     sample_times,
+    usable_streams,
 )
 from ..media.sniff import is_image_head, read_head
 from ..provenance import decide
@@ -377,26 +377,7 @@ def _probe(path: Path, cfg: DecodeConfig) -> tuple[MediaInfo, bool, bool]:
     size = check_file(path, cfg)
     container = _open(path)
     try:
-        vstream, astream = _main_video_stream(container), _main_audio_stream(container)
-        skipped = _undecodable(container)
-        if vstream is None and astream is None:
-            raise MediaError(
-                "no video or audio stream this build can decode (unsupported codec)"
-                if skipped
-                else "no video or audio stream in the file"
-            )
-        if vstream is not None:
-            too_big = _frame_size_error(vstream.codec_context.width or 0, vstream.codec_context.height or 0)
-            if too_big is not None:
-                raise too_big
-        rate = astream.codec_context.sample_rate if astream is not None else 0
-        if astream is not None and 0 < rate < MIN_AUDIO_RATE:
-            skipped.append(f"an audio stream at {rate} Hz was ignored (under {MIN_AUDIO_RATE} Hz: a damaged header)")
-            astream = None
-            if vstream is None:
-                raise MediaError(
-                    f"the only audio stream is sampled at {rate} Hz, under the {MIN_AUDIO_RATE} Hz minimum"
-                )
+        vstream, astream, skipped = usable_streams(container)
         info = MediaInfo(
             str(path),
             "video" if vstream is not None else "audio",
