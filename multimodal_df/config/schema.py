@@ -91,6 +91,8 @@ class VisionConfig:
     pool: Literal["mean", "max", "topk"] = "mean"
     """How per-crop logits become the video logit."""
     topk_frac: float = 0.25
+    taps: list[int] = field(default_factory=list)
+    """EfficientNet-Lite0 blocks (0-15) whose pooled activation statistics join the embedding (see ``VisionArgs.taps``)."""
 
 
 @dataclass
@@ -205,6 +207,8 @@ class TrainConfig:
     generators_dir: str | None = None
     """Folder with the trained vocoders and face decoders (``vocoder_<arch>/``, ``decoder_<arch>/``)."""
     max_crops_per_video: int = 32
+    freeze_backbone: bool = False
+    """Vision: train only the head on the pretrained backbone's features (a linear probe)."""
     grad_clip: float = 1.0
     progress: bool = True
 

@@ -213,6 +213,8 @@ def train_vision(
     # The held-out decoder is made and reported but never picks the epoch nor fits the calibration.
     vsel = np.array(val_kind) != (f"decoder_{cfg.train.face_holdout}" if cfg.train.face_holdout else None)
     model = create_vision_model(cfg.vision)
+    if cfg.train.freeze_backbone:
+        model.freeze_backbone()
     det = Detector(cfg.decode, cfg.faces, vision=model, device=device, batch_size=cfg.train.batch_size)
     y_val = np.array([v[3] for v in val_sets])
 

@@ -89,11 +89,26 @@ class EfficientNetLite0(nn.Module):
         self._fc = nn.Linear(1280, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fc(self._dropout(self.forward_taps(x, ())[0]))
+
+    def forward_taps(
+        self, x: torch.Tensor, taps: tuple[int, ...] | list[int]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """x [B, 3, H, W] (normalised) -> (pooled features [B, 1280], activations [B, C_i, H_i, W_i] of the blocks
+        numbered in ``taps``, in that order)."""
         x = F.relu6(self._bn0(self._conv_stem(x)))
-        for b in self._blocks:
+        tapped: dict[int, torch.Tensor] = {}
+        for i, b in enumerate(self._blocks):
             x = b(x)
+            if i in taps:
+                tapped[i] = x
         x = F.relu6(self._bn1(self._conv_head(x)))
-        return self._fc(self._dropout(x.mean(dim=(2, 3))))
+        return x.mean(dim=(2, 3)), [tapped[i] for i in taps]
+
+    @staticmethod
+    def block_channels() -> list[int]:
+        """Output channels of each of the 16 MBConv blocks, in order."""
+        return [out for _, _, _, out, reps in _STAGES for _ in range(reps)]
 
 
 def imagenet_weights_path() -> str:

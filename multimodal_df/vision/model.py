@@ -7,7 +7,7 @@ mean and std, so exported graphs and callers never have to know them. The model 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -55,6 +55,10 @@ class VisionArgs:
     pool: Literal["mean", "max", "topk"] = "mean"
     """How per-crop logits become the video logit."""
     topk_frac: float = 0.25
+    taps: list[int] = field(default_factory=list)
+    """Backbone blocks whose activations, pooled to their spatial mean and standard deviation per channel, join
+    the embedding (EfficientNet-Lite0 only). Generator traces live in early, local statistics that the last
+    layer's global pool averages away; a head on several depths generalises better to unseen generators."""
 
 
 def vision_args(cfg: VisionConfig) -> VisionArgs:
@@ -68,6 +72,7 @@ def vision_args(cfg: VisionConfig) -> VisionArgs:
         dropout=cfg.dropout,
         pool=cfg.pool,
         topk_frac=cfg.topk_frac,
+        taps=list(cfg.taps),
     )
 
 
@@ -81,6 +86,22 @@ class VisionModel(nn.Module):
         super().__init__()
         self.args = args
         self.backbone, self.embed_dim = backbone_spec(args.arch).build()
+        self.taps = tuple(args.taps)
+        if self.taps:
+            if not hasattr(self.backbone, "forward_taps"):
+                raise CheckpointError(
+                    f"vision.taps needs a backbone with tapped blocks (efficientnet_lite0), not {args.arch}"
+                )
+            widths = self.backbone.block_channels()
+            if not all(0 <= i < len(widths) for i in self.taps):
+                raise CheckpointError(f"vision.taps {list(self.taps)}: blocks are numbered 0-{len(widths) - 1}")
+            self.embed_dim += 2 * sum(widths[i] for i in self.taps)
+            # Pooled statistics of different depths differ in scale by orders of magnitude: standardise them
+            # (running statistics, so inference and the exported graph need no batch).
+            self.norm: nn.Module = nn.BatchNorm1d(self.embed_dim, affine=False)
+        else:
+            self.norm = nn.Identity()
+        self.frozen_backbone = False
         self.dropout = nn.Dropout(args.dropout)
         self.head = nn.Linear(self.embed_dim, 1)
         self.register_buffer("mean", torch.tensor(args.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
@@ -100,8 +121,30 @@ class VisionModel(nn.Module):
         return self.args.input_size
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = self.backbone((x - self.mean) / self.std)
+        x = (x - self.mean) / self.std
+        if self.taps:
+            emb, acts = self.backbone.forward_taps(x, self.taps)
+            parts = [emb]
+            for a in acts:
+                parts += [a.mean(dim=(2, 3)), a.std(dim=(2, 3))]
+            emb = self.norm(torch.cat(parts, dim=1))
+        else:
+            emb = self.backbone(x)
         return emb, self.head(self.dropout(emb)).squeeze(-1)
+
+    def freeze_backbone(self) -> None:
+        """Train only the head (a probe on the pretrained features): the backbone's weights and its batch-norm
+        statistics stay as loaded. Fine-tuning a pretrained network on pseudo-fakes fits their particular
+        artefacts; frozen features keep what ImageNet taught and transfer better to unseen generators."""
+        self.frozen_backbone = True
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> VisionModel:
+        super().train(mode)
+        if self.frozen_backbone:
+            self.backbone.eval()
+        return self
 
     @staticmethod
     def to_input(crops: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:

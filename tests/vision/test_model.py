@@ -111,3 +111,37 @@ def test_lite0_preset_loads_pretrained_backbone() -> None:
     assert torch.equal(m.backbone._blocks[15]._project_conv.weight, ref["_blocks.15._project_conv.weight"])
     emb, logit = m.eval()(torch.rand(2, 3, 224, 224))
     assert emb.shape == (2, 1280) and logit.shape == (2,)
+
+
+def test_tapped_blocks_join_the_embedding_and_a_frozen_backbone_stays_put() -> None:
+    cfg = load_config("lite0", {"vision.taps": [2, 7], "vision.pretrained_path": None}).vision
+    m = create_vision_model(cfg)
+    assert m.embed_dim == 1280 + 2 * (24 + 80)
+    m.freeze_backbone()
+    before = {k: v.clone() for k, v in m.backbone.state_dict().items()}
+    opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.5)
+    m.train()
+    x = torch.rand(4, 3, 224, 224)
+    for _ in range(3):
+        emb, logit = m(x)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, torch.tensor([0.0, 1.0, 0.0, 1.0]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert emb.shape == (4, m.embed_dim)
+    # Weights and batch-norm running statistics of the backbone are untouched; the head learned.
+    assert all(torch.equal(before[k], v) for k, v in m.backbone.state_dict().items())
+    assert not m.backbone.training and m.training
+    # The description round-trips: a model rebuilt from it has the same architecture.
+    m2 = VisionModel.from_config(m.config())
+    m2.load_state_dict(m.state_dict())
+    m.eval()
+    m2.eval()
+    assert torch.allclose(m(x)[1], m2(x)[1])
+
+
+def test_taps_need_a_tapped_backbone_and_valid_blocks() -> None:
+    with pytest.raises(CheckpointError, match="tapped"):
+        create_vision_model(VisionConfig(arch="tiny_cnn", taps=[1]))
+    with pytest.raises(CheckpointError, match="0-15"):
+        create_vision_model(VisionConfig(arch="efficientnet_lite0", taps=[16]))
