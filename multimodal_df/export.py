@@ -3,8 +3,9 @@
     python -m multimodal_df.export CHECKPOINT --out DIR [--opset 17]
 
 DIR becomes a complete checkpoint (config.json and the safetensors, copied) plus ``vision.onnx`` /
-``audio.onnx`` (dynamic batch axis) and ``onnx.json``, which says which graphs it holds, the weights they
-came from and how far they are from PyTorch. Load it with ``predict --checkpoint DIR --runtime onnx`` or
+``audio.onnx`` (dynamic batch axis), MTCNN's face-detection networks ``pnet.onnx`` / ``rnet.onnx`` / ``onet.onnx``
+and ``onnx.json``, which says which graphs it holds, the weights they came from and how far they are from
+PyTorch. With them ``--runtime onnx`` never imports PyTorch. Load it with ``predict --checkpoint DIR --runtime onnx`` or
 ``mdf.load(DIR, runtime="onnx")``; without ``--runtime onnx`` it runs on PyTorch like any checkpoint.
 ``--out`` may be CHECKPOINT itself: the graphs are added beside its weights.
 
@@ -68,6 +69,10 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
             f"max |onnx - torch| {g['max_abs_diff']:.1e}",
             file=out,
         )
+    faces = manifest.get("faces", {})
+    if faces:
+        worst = max(g["max_abs_diff"] for g in faces.values())
+        print(f"faces: MTCNN {', '.join(g['file'] for g in faces.values())}  max |onnx - torch| {worst:.1e}", file=out)
     print(
         f"wrote {written} (run it with: python -m multimodal_df.predict --checkpoint {written} --runtime onnx)",
         file=out,

@@ -1,12 +1,12 @@
-"""Audio front end: fixed-length windows over a waveform and a normalised log-mel spectrogram."""
+"""Audio front end: fixed-length windows over a waveform. NumPy only, so the ONNX runtime can cut windows without
+importing PyTorch; the log-mel spectrogram (``LogMel``) is a PyTorch module and lives in :mod:`.model`."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 
 def window_starts(num_samples: int, length: int, hop: int) -> list[int]:
@@ -48,30 +48,6 @@ def num_windows(num_samples: int, sample_rate: int, window_s: float, hop_s: floa
     return len(window_starts(num_samples, window_samples(window_s, sample_rate), window_samples(hop_s, sample_rate)))
 
 
-class LogMel(nn.Module):
-    """Waveform [B, L] -> log-mel [B, n_mels, frames], standardised per example.
-
-    Per-example standardisation removes overall loudness, which says nothing about authenticity
-    and differs between datasets (a classic shortcut).
-    """
-
-    def __init__(self, sample_rate: int = 16000, n_fft: int = 400, hop_length: int = 160, n_mels: int = 64) -> None:
-        super().__init__()
-        import torchaudio
-
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=2.0
-        )
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        # The STFT runs in float32 even under autocast: fp16 power spectra underflow.
-        with torch.autocast(device_type=wave.device.type, enabled=False):
-            spec = torch.log(self.mel(wave.float()) + 1e-6)
-        mu = spec.mean(dim=(1, 2), keepdim=True)
-        sd = spec.std(dim=(1, 2), keepdim=True)
-        return (spec - mu) / (sd + 1e-5)
-
-
 def frames_for(seconds: float, hop_length: int, sample_rate: int) -> int:
     """Spectrogram frames covering ``seconds`` of audio."""
     return int(math.floor(seconds * sample_rate / hop_length)) + 1
@@ -93,3 +69,12 @@ def trim_silence(wave: np.ndarray, sample_rate: int, top_db: float = 40.0, frame
     if len(loud) == 0 or rms.max() < 1e-5:
         return wave
     return wave[loud[0] * n : min(len(wave), (loud[-1] + 1) * n)]
+
+
+def __getattr__(name: str) -> Any:
+    # LogMel moved to .model (it needs PyTorch); reached through here, it is imported only when asked for.
+    if name == "LogMel":
+        from .model import LogMel
+
+        return LogMel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

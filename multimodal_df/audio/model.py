@@ -17,7 +17,31 @@ from torch import nn
 
 from ..config import AudioConfig, Wav2VecConfig
 from ..errors import CheckpointError
-from .features import LogMel, window_samples
+from .features import window_samples
+
+
+class LogMel(nn.Module):
+    """Waveform [B, L] -> log-mel [B, n_mels, frames], standardised per example.
+
+    Per-example standardisation removes overall loudness, which says nothing about authenticity
+    and differs between datasets (a classic shortcut).
+    """
+
+    def __init__(self, sample_rate: int = 16000, n_fft: int = 400, hop_length: int = 160, n_mels: int = 64) -> None:
+        super().__init__()
+        import torchaudio
+
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=2.0
+        )
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        # The STFT runs in float32 even under autocast: fp16 power spectra underflow.
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            spec = torch.log(self.mel(wave.float()) + 1e-6)
+        mu = spec.mean(dim=(1, 2), keepdim=True)
+        sd = spec.std(dim=(1, 2), keepdim=True)
+        return (spec - mu) / (sd + 1e-5)
 
 
 class MelCNN(nn.Module):

@@ -8,10 +8,15 @@
 One class runs every checkpoint: one branch (the output of ``train --stage vision`` or ``--stage
 audio``) or both branches and a fusion model. Reading and writing checkpoints is
 :mod:`multimodal_df.pipeline.checkpoint`'s job.
+
+The branch models are PyTorch modules, or, for ``runtime="onnx"``, ONNX Runtime sessions with a NumPy fusion
+model (:mod:`multimodal_df.pipeline.onnx_runtime`). This module imports PyTorch only when a detector of PyTorch
+models needs it, so a detector on ONNX Runtime starts without it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -19,24 +24,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..audio.features import frame_windows
-from ..audio.model import AudioModel
 from ..config import DecodeConfig, FaceConfig
 from ..errors import CheckpointError, MediaError
-from ..fusion.model import FusionInputs, LateFusion
+from ..fusion.inputs import FusionInputs
+from ..fusion.numpy_fusion import NumpyFusion
 from ..fusion.sync import DENSE, SyncOutput, measure_mouth, sync_output
 from ..media.decode import Clip, decode
 from ..provenance import ProvenanceSettings, decide, inspect_provenance
 from ..vision.crops import resize_square
 from ..vision.faces import FaceDetector, FaceTrack
-from ..vision.model import VisionModel
-from .onnx_runtime import RuntimeInfo
+from .onnx_runtime import OnnxModel, RuntimeInfo
 from .outputs import Analysis, AudioOutput, Prediction, VisionOutput, per_second_segments
 from .schema import BranchMeta
 
 if TYPE_CHECKING:
+    import torch
+
+    from ..audio.model import AudioModel
+    from ..fusion.model import LateFusion
+    from ..vision.model import VisionModel
     from .explain import Explanation
     from .stream import ChunkResult, StreamVerdict
 
@@ -46,6 +54,8 @@ SILENCE_PEAK = 1e-3
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` picks CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    import torch
+
     device = str(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -61,9 +71,9 @@ class Detector:
         self,
         decode_cfg: DecodeConfig,
         face_cfg: FaceConfig,
-        vision: VisionModel | None = None,
-        audio: AudioModel | None = None,
-        fusion: LateFusion | None = None,
+        vision: VisionModel | OnnxModel | None = None,
+        audio: AudioModel | OnnxModel | None = None,
+        fusion: LateFusion | NumpyFusion | None = None,
         vision_meta: BranchMeta | None = None,
         audio_meta: BranchMeta | None = None,
         fusion_meta: BranchMeta | None = None,
@@ -90,12 +100,19 @@ class Detector:
         """The provenance stage (C2PA, AI-disclosure metadata, watermarks) that :meth:`analyze` runs before the
         models; ``detector.provenance.enabled = False`` skips it. It never changes P(fake); see
         :mod:`multimodal_df.provenance.policy` for how it may decide the label."""
-        self.device = torch.device(device)
-        for m in (vision, audio, fusion):
-            if m is not None:
-                m.to(self.device).eval()
+        self.torch_free = all(m is None or isinstance(m, (OnnxModel, NumpyFusion)) for m in (vision, audio, fusion))
+        """True when no model is a PyTorch module (the ONNX runtime): nothing here then imports PyTorch."""
+        if self.torch_free:
+            self.device: Any = str(device)
+        else:
+            import torch
+
+            self.device = torch.device(device)
+            for m in (vision, audio, fusion):
+                if m is not None:
+                    m.to(self.device).eval()
         self.faces = FaceDetector(face_cfg, vision.input_size if vision is not None else 224, str(self.device))
-        self.branch_forward: dict[str, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] = {}
+        self.branch_forward: dict[str, Callable[[Any], tuple[Any, Any]]] = {}
         """Replacements for the branch models' forwards by name ("vision", "audio"): ONNX Runtime sessions set by
         :func:`multimodal_df.pipeline.onnx_runtime.attach`. Empty: the PyTorch models run."""
         self.runtime = RuntimeInfo()
@@ -128,41 +145,69 @@ class Detector:
         return (self.vision_meta if self.vision is not None else self.audio_meta).threshold
 
     # ------------------------------------------------------------------ branches
-    def _autocast(self):
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.torch_free:
+            return contextlib.nullcontext()
+        import torch
+
         return torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.device.type == "cuda")
 
-    def _batched(self, model: Callable[..., Any], to_input, items: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def _no_grad(self) -> contextlib.AbstractContextManager[Any]:
+        """PyTorch's inference mode around a branch or fusion forward; nothing on the ONNX runtime."""
+        if self.torch_free:
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.inference_mode()
+
+    def _batched(self, model: Callable[..., Any], to_input: Callable[..., Any], items: np.ndarray) -> tuple[Any, Any]:
         """Run ``model`` (a branch model, or its :attr:`branch_forward`) over ``items`` in batches; returns
-        (embeddings [N, D], logits [N]) on the CPU, float32."""
+        (embeddings [N, D], logits [N]) on the CPU, float32: tensors, or NumPy arrays on the ONNX runtime."""
         embs, logits = [], []
         for i in range(0, len(items), self.batch_size):
             x = to_input(items[i : i + self.batch_size], self.device)
             with self._autocast():
                 e, lg = model(x)
-            embs.append(e.float().cpu())
-            logits.append(lg.float().cpu())
+            if isinstance(e, np.ndarray):
+                embs.append(e.astype(np.float32, copy=False))
+                logits.append(lg.astype(np.float32, copy=False))
+            else:
+                embs.append(e.float().cpu())
+                logits.append(lg.float().cpu())
+        if isinstance(embs[0], np.ndarray):
+            return np.concatenate(embs), np.concatenate(logits)
+        import torch
+
         return torch.cat(embs), torch.cat(logits)
 
-    @torch.inference_mode()
+    def pool_vision(self, logits: np.ndarray) -> float:
+        """The vision model's own pooling (mean, max or top-k) of per-crop logits [K] into one clip logit."""
+        if self.torch_free:
+            return float(self.vision.pool(np.asarray(logits, np.float32)))  # type: ignore[union-attr]
+        import torch
+
+        return float(self.vision.pool(torch.from_numpy(np.asarray(logits)).float()))  # type: ignore[union-attr]
+
     def vision_output(self, crops: np.ndarray, times: np.ndarray, frames: int) -> VisionOutput | None:
         """Score face crops uint8 [K, S, S, 3] taken at ``times`` [K]; None when K == 0."""
         if self.vision is None or len(crops) == 0:
             return None
-        emb, lg = self._batched(self.branch_forward.get("vision", self.vision), VisionModel.to_input, crops)
-        pooled = float(self.vision.pool(lg))
+        with self._no_grad():
+            emb, lg = self._batched(self.branch_forward.get("vision", self.vision), self.vision.to_input, crops)
+            pooled = float(self.vision.pool(lg))
+            emb_mean, lg = _numpy(emb.mean(0)), _numpy(lg)
         cal = self.vision_meta.calibration
         return VisionOutput(
             pooled,
             float(cal(pooled)),
-            emb.mean(0).numpy(),
-            lg.numpy(),
-            cal(lg.numpy()),
+            emb_mean,
+            lg,
+            cal(lg),
             np.asarray(times, float),
             frames,
             len(crops),
         )
 
-    @torch.inference_mode()
     def audio_output(self, waveform: np.ndarray | None, sample_rate: int = 16000) -> AudioOutput | None:
         """Score a mono waveform [T] window by window; None without audio."""
         if self.audio is None or waveform is None or waveform.size == 0:
@@ -171,11 +216,13 @@ class Detector:
             raise MediaError(f"audio at {sample_rate} Hz, the model expects {self.audio.sample_rate} Hz")
         cfg = self.audio.args
         windows, starts = frame_windows(waveform, sample_rate, cfg.window_s, cfg.hop_s)
-        emb, lg = self._batched(self.branch_forward.get("audio", self.audio), AudioModel.to_input, windows)
-        pooled = float(lg.mean())
+        with self._no_grad():
+            emb, lg = self._batched(self.branch_forward.get("audio", self.audio), self.audio.to_input, windows)
+            pooled = float(lg.mean())
+            emb_mean, lg = _numpy(emb.mean(0)), _numpy(lg)
         cal = self.audio_meta.calibration
         ends = np.minimum(starts + cfg.window_s, max(waveform.size / sample_rate, cfg.window_s))
-        return AudioOutput(pooled, float(cal(pooled)), emb.mean(0).numpy(), lg.numpy(), cal(lg.numpy()), starts, ends)
+        return AudioOutput(pooled, float(cal(pooled)), emb_mean, lg, cal(lg), starts, ends)
 
     @property
     def uses_sync(self) -> bool:
@@ -188,7 +235,6 @@ class Detector:
         da = self.audio.embed_dim if self.audio is not None else 0
         return FusionInputs.from_outputs(outputs, dv, da, self.fusion.sync_dim if self.fusion is not None else 0)
 
-    @torch.inference_mode()
     def fuse(self, v: VisionOutput | None, a: AudioOutput | None, s: SyncOutput | None = None) -> float:
         """Calibrated P(fake) from whichever outputs are present (at least one branch)."""
         if v is None and a is None:
@@ -196,7 +242,11 @@ class Detector:
         if self.fusion is None:
             return v.p_fake if v is not None else a.p_fake  # type: ignore[union-attr]
         x = self.fusion_inputs([(v, a, s)])
-        logit = float(self.fusion(*x.tensors(self.device)).float().cpu()[0])
+        if isinstance(self.fusion, NumpyFusion):
+            logit = float(self.fusion.logits(x)[0])
+        else:
+            with self._no_grad():
+                logit = float(self.fusion(*x.tensors(self.device)).float().cpu()[0])
         return float(self.fusion_meta.calibration(logit))
 
     # ------------------------------------------------------------------ files
@@ -369,4 +419,27 @@ class Detector:
         ``.save(dir)`` writes them with a self-contained ``report.html``."""
         from .explain import explain
 
-        return explain(self, target if isinstance(target, Analysis) else self.analyze(target), top_k)
+        analysis = target if isinstance(target, Analysis) else self.analyze(target)
+        return explain(self.torch_twin() if self.torch_free else self, analysis, top_k)
+
+    def torch_twin(self) -> Detector:
+        """This detector's checkpoint on PyTorch (loaded once, on first use): what only PyTorch computes, the
+        gradients behind explanations, runs there. Only for a detector on the ONNX runtime, whose graph directory
+        is a complete checkpoint."""
+        if not self.torch_free:
+            return self
+        twin = getattr(self, "_twin", None)
+        if twin is None:
+            from .checkpoint import load_detector
+
+            if self.runtime.graphs is None:
+                raise CheckpointError("this detector has no checkpoint directory to load on PyTorch")
+            twin = load_detector(self.runtime.graphs, "cuda" if str(self.device).startswith("cuda") else "cpu")
+            twin.faces, twin.provenance = self.faces, self.provenance
+            self._twin = twin
+        return twin
+
+
+def _numpy(x: Any) -> np.ndarray:
+    """A CPU tensor or an array as a NumPy array (no copy for arrays)."""
+    return x if isinstance(x, np.ndarray) else x.numpy()

@@ -12,15 +12,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..audio.model import AudioArgs
 from ..config import DecodeConfig, FaceConfig, from_dict
 from ..errors import CheckpointError, ConfigError
-from ..fusion.model import FUSION_METHODS, FusionArgs
-from ..vision.model import VisionArgs
+from ..fusion.inputs import FUSION_METHODS, FusionArgs
 from .calibration import Calibration
 from .files import one_line
+
+if TYPE_CHECKING:
+    # The branch architectures live beside their PyTorch models; read_spec imports them when it builds them, so
+    # read_settings (what the ONNX runtime reads) never imports PyTorch.
+    from ..audio.model import AudioArgs
+    from ..vision.model import VisionArgs
 
 FORMAT = "multimodal_df/detector"
 FORMAT_VERSION = 2
@@ -311,9 +315,8 @@ class CheckpointSpec:
     training: dict[str, Any]
 
 
-def read_spec(directory: str | Path) -> CheckpointSpec:
-    """Read and validate a checkpoint's ``config.json`` (see the module docstring); builds nothing."""
-    cfg = read_config(directory)
+def _sampling(cfg: dict[str, Any]) -> tuple[DecodeConfig, FaceConfig]:
+    """The ``decode`` and ``faces`` sections, checked."""
     try:
         decode = from_dict(DecodeConfig, cfg.get("decode") or {}, "decode")
         faces = from_dict(FaceConfig, cfg.get("faces") or {}, "faces")
@@ -321,6 +324,70 @@ def read_spec(directory: str | Path) -> CheckpointSpec:
         raise CheckpointError(f"config.json: {exc}") from None
     _check_decode(decode)
     _check_faces(faces)
+    return decode, faces
+
+
+def _threshold(cfg: dict[str, Any]) -> float | None:
+    threshold = cfg.get("threshold")
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1
+    ):
+        raise CheckpointError(f"config.json: threshold {threshold!r} is not a number in [0, 1]")
+    return threshold
+
+
+def _training(cfg: dict[str, Any]) -> dict[str, Any]:
+    return cfg.get("training") if isinstance(cfg.get("training"), dict) else {}
+
+
+@dataclass
+class CheckpointSettings:
+    """What a checkpoint says besides the branch architectures, checked: how inputs are sampled and faces found, the
+    thresholds, each model's calibration (None for a model it does not have), the fusion architecture (it needs no
+    PyTorch to describe) and the training record."""
+
+    decode: DecodeConfig
+    faces: FaceConfig
+    threshold: float | None
+    meta: dict[str, BranchMeta | None]
+    fusion: FusionArgs | None
+    training: dict[str, Any]
+
+
+def read_settings(directory: str | Path, cfg: dict[str, Any] | None = None) -> CheckpointSettings:
+    """Read and validate everything in ``config.json`` but the architectures (``cfg``: the file already read by
+    :func:`read_config`). Imports no model code, so no PyTorch: the ONNX runtime takes the architectures from the
+    graphs' ``onnx.json`` instead."""
+    cfg = read_config(directory) if cfg is None else cfg
+    decode, faces = _sampling(cfg)
+    meta: dict[str, BranchMeta | None] = {}
+    for name in ("vision", "audio", "fusion"):
+        sec = _section(cfg, name)
+        meta[name] = None if sec is None else _meta(sec, name)
+    if meta["vision"] is None and meta["audio"] is None:
+        raise CheckpointError("config.json: a detector needs at least one branch model")
+    if meta["vision"] is not None and meta["audio"] is not None and meta["fusion"] is None:
+        raise CheckpointError("config.json: a detector with both branches needs a fusion model")
+    fusion = None
+    sec = _section(cfg, "fusion")
+    if sec is not None:
+        fusion = _args(FusionArgs, sec.get("args"), "fusion.args")
+        _check_fusion(fusion, "fusion.args")
+        if (fusion.vision_dim > 0) != (meta["vision"] is not None) or (fusion.audio_dim > 0) != (
+            meta["audio"] is not None
+        ):
+            raise CheckpointError("config.json: fusion's input widths do not match the branches present")
+    threshold, training = _threshold(cfg), _training(cfg)
+    return CheckpointSettings(decode, faces, threshold, meta, fusion, training)
+
+
+def read_spec(directory: str | Path) -> CheckpointSpec:
+    """Read and validate a checkpoint's ``config.json`` (see the module docstring); builds nothing."""
+    from ..audio.model import AudioArgs
+    from ..vision.model import VisionArgs
+
+    cfg = read_config(directory)
+    decode, faces = _sampling(cfg)
     parts: dict[str, Any] = {}
     for name, cls, check in (
         ("vision", VisionArgs, _check_vision),
@@ -343,10 +410,5 @@ def read_spec(directory: str | Path) -> CheckpointSpec:
         fa = fusion[0]
         if (fa.vision_dim > 0) != (parts["vision"] is not None) or (fa.audio_dim > 0) != (parts["audio"] is not None):
             raise CheckpointError("config.json: fusion's input widths do not match the branches present")
-    threshold = cfg.get("threshold")
-    if threshold is not None and (
-        isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1
-    ):
-        raise CheckpointError(f"config.json: threshold {threshold!r} is not a number in [0, 1]")
-    training = cfg.get("training") if isinstance(cfg.get("training"), dict) else {}
+    threshold, training = _threshold(cfg), _training(cfg)
     return CheckpointSpec(decode, faces, threshold, parts["vision"], parts["audio"], fusion, training)

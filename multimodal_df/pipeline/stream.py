@@ -340,10 +340,8 @@ class _Pool:
     def vision(self, det: Detector) -> VisionOutput | None:
         if not self.crop_logits:
             return None
-        import torch
-
         lg = np.concatenate(self.crop_logits)
-        pooled = float(det.vision.pool(torch.from_numpy(lg).float()))  # type: ignore[union-attr]
+        pooled = det.pool_vision(lg)
         cal = det.vision_meta.calibration
         emb = (self.v_emb / len(lg)).astype(np.float32)  # type: ignore[operator]
         return VisionOutput(

@@ -28,9 +28,13 @@ matching bits that unmarked content (bits as fair coins) reaches with probabilit
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import sys
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,15 +89,51 @@ def required_matches(n_bits: int) -> int:
     return k
 
 
-def _block_votes(bgr: np.ndarray) -> np.ndarray:
-    """0/1 vote of every 4x4 DWT block, row-major, from the library's ``dwtDct`` decoder. Shape [B]."""
-    from imwatermark import WatermarkDecoder
+def _dwt_dct_decoder() -> Any:
+    """invisible-watermark's ``dwtDct`` decoder class (``imwatermark.maxDct.EmbedMaxDct``).
 
+    ``import imwatermark`` imports PyTorch (for its RivaGAN scheme, which is never used here): 2-4 s on a small
+    CPU, which a detector on the ONNX runtime otherwise never pays. So unless the package is already imported,
+    the one module used (NumPy, OpenCV and PyWavelets only) is loaded from the installed package's own file,
+    without running the package's ``__init__``. Raises ImportError when invisible-watermark is not installed.
+    """
+    if "imwatermark" in sys.modules:
+        if sys.modules["imwatermark"] is None:  # blocked, as a None entry blocks an import
+            raise ImportError("import of imwatermark halted; None in sys.modules")
+        from imwatermark.maxDct import EmbedMaxDct
+
+        return EmbedMaxDct
+    return _dwt_dct_from_file()
+
+
+@cache
+def _dwt_dct_from_file() -> Any:
+    """``EmbedMaxDct`` from the installed ``imwatermark/maxDct.py``, loaded once without the package's ``__init__``."""
+    spec = importlib.util.find_spec("imwatermark")  # finds the package without executing it
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("invisible-watermark is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "maxDct.py"
+    mod_spec = importlib.util.spec_from_file_location("multimodal_df._imwatermark_maxdct", path)
+    if mod_spec is None or mod_spec.loader is None:
+        raise ImportError(f"invisible-watermark: cannot load {path}")
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return module.EmbedMaxDct
+
+
+def _block_votes(bgr: np.ndarray) -> np.ndarray:
+    """0/1 vote of every 4x4 DWT block, row-major, from the library's ``dwtDct`` decoder. Shape [B].
+
+    What ``imwatermark.WatermarkDecoder("bits", n_blocks).decode(bgr, "dwtDct")`` computes, called on the decoder
+    class directly (see :func:`_dwt_dct_decoder`)."""
     rows, cols = bgr.shape[:2]
+    if rows * cols < MIN_PIXELS:
+        raise RuntimeError("image too small, should be larger than 256x256")  # as WatermarkDecoder refuses it
     n_blocks = ((rows // 4 * 2) // 4) * ((cols // 4 * 2) // 4)
-    decoder = WatermarkDecoder("bits", n_blocks)
     with np.errstate(all="ignore"):
-        votes = decoder.decode(np.ascontiguousarray(bgr), "dwtDct")
+        votes = _dwt_dct_decoder()(watermarks=[], wmLen=n_blocks).decode(np.ascontiguousarray(bgr))
+    if len(votes) != n_blocks:
+        raise RuntimeError("bits are not matched with watermark length")
     return np.asarray(votes, dtype=np.float64)
 
 
@@ -140,7 +180,7 @@ def check_watermarks(
     if not usable:
         return res
     try:
-        import imwatermark  # noqa: F401
+        _dwt_dct_decoder()
     except ImportError:
         res.notes.append("invisible-watermark is not installed: watermarks not checked")
         return res

@@ -1,13 +1,16 @@
-"""Face detection (facenet-pytorch MTCNN), tracking of the main face, and square crops.
+"""Face detection (MTCNN), tracking of the main face, and square crops.
 
 MTCNN runs batched on a downscaled copy of each frame; boxes and landmarks are mapped back
-to full resolution so crops keep every pixel of the original face.
+to full resolution so crops keep every pixel of the original face. It runs on facenet-pytorch (PyTorch), or,
+given the directory of its ONNX graphs, on ONNX Runtime without importing PyTorch
+(:mod:`multimodal_df.vision.mtcnn_onnx`; the same networks and cascade, boxes within float rounding).
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -114,6 +117,18 @@ def _mtcnn(min_face_size: int, thresholds: list[float], device: str):
         return _MTCNN_CACHE[key]
 
 
+def _onnx_mtcnn(directory: str | Path, min_face_size: int, thresholds: list[float], device: str):
+    """The ONNX Runtime MTCNN (sessions are shared per process by :mod:`.mtcnn_onnx`)."""
+    from .mtcnn_onnx import OnnxMTCNN, default_threads
+
+    providers = ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        import onnxruntime as ort
+
+        providers = [p for p in ("CUDAExecutionProvider",) if p in ort.get_available_providers()] + providers
+    return OnnxMTCNN(directory, min_face_size, thresholds, providers=providers, threads=default_threads())
+
+
 def _resize(img: np.ndarray, scale: float) -> np.ndarray:
     import cv2
 
@@ -126,7 +141,9 @@ def _resize(img: np.ndarray, scale: float) -> np.ndarray:
 class FaceDetector:
     """Detects faces in frames and follows the main one.
 
-    ``crop_size`` is the side of the square crops handed to the vision model, in pixels.
+    ``crop_size`` is the side of the square crops handed to the vision model, in pixels. ``mtcnn_graphs``: a
+    directory holding ``pnet.onnx``, ``rnet.onnx`` and ``onet.onnx`` (written by ``python -m multimodal_df.export``)
+    to run MTCNN on ONNX Runtime; None runs facenet-pytorch.
 
     Detection runs on frames downscaled to ``detect_max_side``. A face that is small in a large frame
     (60-100 px in 1080p is about 20-35 px at 640) is then easily missed, so when that first pass finds a
@@ -135,14 +152,23 @@ class FaceDetector:
     at full resolution in a window around those finds in every frame that missed.
     """
 
-    def __init__(self, cfg: FaceConfig | None = None, crop_size: int = 224, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        cfg: FaceConfig | None = None,
+        crop_size: int = 224,
+        device: str = "cpu",
+        mtcnn_graphs: str | Path | None = None,
+    ) -> None:
         self.cfg = cfg or FaceConfig()
         self.crop_size = crop_size
         self.device = device
+        self.mtcnn_graphs = mtcnn_graphs
 
     def _run(self, images: list[np.ndarray], min_face_size: int) -> list[Detections]:
         """MTCNN on images of any sizes (full-resolution pixels of each image), batched by equal size."""
         out: list[Detections] = [Detections.empty() for _ in images]
+        if self.mtcnn_graphs is not None:
+            return self._run_onnx(images, min_face_size)
         mtcnn = _mtcnn(min_face_size, self.cfg.thresholds, self.device)
         by_size: dict[tuple[int, ...], list[int]] = {}
         for i, img in enumerate(images):
@@ -163,6 +189,28 @@ class FaceDetector:
                     keep = p >= self.cfg.min_prob
                     order = np.argsort(-p[keep])
                     out[i] = Detections(b[keep][order], p[keep][order], lm[keep][order])
+        return out
+
+    def _run_onnx(self, images: list[np.ndarray], min_face_size: int) -> list[Detections]:
+        """:meth:`_run` on the ONNX Runtime MTCNN: the same batching, filtering and order."""
+        out: list[Detections] = [Detections.empty() for _ in images]
+        mtcnn = _onnx_mtcnn(self.mtcnn_graphs, min_face_size, self.cfg.thresholds, self.device)  # type: ignore[arg-type]
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for i, img in enumerate(images):
+            if min(img.shape[:2]) >= max(12, min_face_size):
+                by_size.setdefault(img.shape, []).append(i)
+        for idx in by_size.values():
+            for start in range(0, len(idx), self.cfg.batch_size):
+                part = idx[start : start + self.cfg.batch_size]
+                for i, f in zip(part, mtcnn.detect([images[i] for i in part])):
+                    p = f.probs.astype(np.float64)
+                    keep = p >= self.cfg.min_prob
+                    order = np.argsort(-p[keep])
+                    out[i] = Detections(
+                        f.boxes.astype(np.float64)[keep][order],
+                        p[keep][order],
+                        f.landmarks.astype(np.float64)[keep][order],
+                    )
         return out
 
     def _scaled(self, frames: np.ndarray, scale: float, min_face_size: int) -> list[Detections]:
