@@ -328,6 +328,18 @@ def _decode_av(path: Path, size: int, cfg: DecodeConfig, dense: DenseSpec | None
         fps = float(vstream.average_rate) if vstream is not None and vstream.average_rate else 0.0
         if math.isfinite(fps) and fps > 0:
             info.fps = fps
+        index_rate = None
+        if vstream is not None and not _timestamps_usable(container, vstream):
+            # Every frame at one time (or none): the times and the durations derived from them mean nothing, so
+            # frames are timed by their index at the stream's nominal rate, and the length follows from the count.
+            index_rate = _nominal_rate(vstream) or 25.0  # no declared rate at all: the commonest video rate
+            info.fps = index_rate
+            lengths = [int(vstream.frames) / index_rate] if vstream.frames and vstream.frames > 0 else []
+            lengths += [d for d in [_container_duration(container, [astream])] if astream is not None and d]
+            duration = info.duration = max(lengths) if lengths else None
+            info.notes.append(
+                f"video timestamps repeat or are missing: frame times taken from the frame index at {index_rate:g} fps"
+            )
         span = min(duration, cfg.max_seconds) if duration else None
         if duration is not None and duration > cfg.max_seconds:
             info.truncated = True
@@ -337,7 +349,7 @@ def _decode_av(path: Path, size: int, cfg: DecodeConfig, dense: DenseSpec | None
 
     frames, times, dense_frames = None, np.zeros(0), None
     if vstream is not None:
-        frames, times, dense_frames = _read_frames(path, span, cfg, info, dense)
+        frames, times, dense_frames = _read_frames(path, span, cfg, info, dense, index_rate)
         if frames is None or len(frames) == 0:
             info.notes.append("video stream has no decodable frames")
             frames, times = None, np.zeros(0)
@@ -433,8 +445,49 @@ class _FrameShape:
         return _upright(arr, self.rotation)
 
 
-def _read_frames(path: Path, span: float | None, cfg: DecodeConfig, info: MediaInfo, dense: DenseSpec | None = None):
-    """Sampled RGB frames [N, H, W, 3], their times [N], and the optional dense grey frames, in one pass."""
+def _timestamps_usable(container, stream, probe: int = 12) -> bool:
+    """Whether the video stream's packets carry timestamps to time frames by: False when its first ``probe`` packets
+    hold fewer than two distinct ones (all equal, as some broken muxers write them, or none at all). Reads packets
+    only (no decoding); a damaged stream counts as usable here and the decoder reports what is wrong with it."""
+    import av
+
+    seen: list[int | None] = []
+    try:
+        for packet in container.demux(stream):
+            if packet.size:  # demuxing ends with an empty flush packet
+                seen.append(packet.pts if packet.pts is not None else packet.dts)
+            if len(seen) >= probe:
+                break
+    except (av.error.FFmpegError, ValueError):
+        return True
+    return len(seen) < 2 or len({p for p in seen if p is not None}) >= 2
+
+
+def _nominal_rate(stream) -> float | None:
+    """The frame rate a stream declares apart from its timestamps, frames per second: the bitstream's own timing
+    (H.264 VUI), else FFmpeg's guess, else the average of the timestamps; None when none is plausible (0-240)."""
+    for rate in (stream.codec_context.framerate, stream.guessed_rate, stream.average_rate):
+        try:
+            r = float(rate) if rate else 0.0
+        except (TypeError, ValueError, ZeroDivisionError):
+            continue
+        if math.isfinite(r) and 0 < r <= 240:
+            return r
+    return None
+
+
+def _read_frames(
+    path: Path,
+    span: float | None,
+    cfg: DecodeConfig,
+    info: MediaInfo,
+    dense: DenseSpec | None = None,
+    index_rate: float | None = None,
+):
+    """Sampled RGB frames [N, H, W, 3], their times [N], and the optional dense grey frames, in one pass.
+
+    ``index_rate``: frames per second to time frame k at k / index_rate, for streams whose timestamps are unusable
+    (:func:`_timestamps_usable`); then the stream is decoded straight through (seeking needs timestamps)."""
     import av
 
     container = _open(path)
@@ -453,7 +506,7 @@ def _read_frames(path: Path, span: float | None, cfg: DecodeConfig, info: MediaI
             stream.codec_context.thread_count = 2
         tb = float(stream.time_base) if stream.time_base else None
         t0 = stream.start_time * tb if (stream.start_time is not None and tb) else 0.0
-        fps = info.fps or 25.0
+        fps = index_rate or info.fps or 25.0
         if span is not None:
             targets = sample_times(span, cfg)
         else:
@@ -467,6 +520,7 @@ def _read_frames(path: Path, span: float | None, cfg: DecodeConfig, info: MediaI
         decoder = container.decode(stream)
         pos = 0.0
         seeked_for = -1
+        count = 0  # frames decoded, for index timing
         while i < len(targets) or j < len(dense_targets):
             target = float(
                 min(targets[i] if i < len(targets) else np.inf, dense_targets[j] if j < len(dense_targets) else np.inf)
@@ -474,7 +528,7 @@ def _read_frames(path: Path, span: float | None, cfg: DecodeConfig, info: MediaI
             # One seek per target: the keyframe it lands on can still be far before the target
             # (long GOPs), and seeking again from there would loop forever. The dense targets are
             # contiguous from the start, so only sparse targets after them ever seek.
-            if tb and j >= len(dense_targets) and target - pos > _SEEK_GAP_S and seeked_for != i:
+            if tb and index_rate is None and j >= len(dense_targets) and target - pos > _SEEK_GAP_S and seeked_for != i:
                 seeked_for = i
                 try:
                     container.seek(int((target + t0) / tb), stream=stream, backward=True)
@@ -490,22 +544,23 @@ def _read_frames(path: Path, span: float | None, cfg: DecodeConfig, info: MediaI
                 info.notes.append(f"damaged video data skipped ({type(exc).__name__})")
                 info.truncated = True
                 break
-            t = (frame.time - t0) if frame.time is not None else pos + 1.0 / fps
-            if not math.isfinite(t):
-                t = pos + 1.0 / fps
+            if index_rate is not None:
+                t, key = count / index_rate, count
+            else:
+                t = (frame.time - t0) if frame.time is not None else pos + 1.0 / fps
+                if not math.isfinite(t):
+                    t = pos + 1.0 / fps
+                key = frame.pts  # a frame decoded again after a seek has the pts of one already kept
+            count += 1
             pos = t
             if t + 0.5 / fps < target:
                 continue
             want_dense = (
                 j < len(dense_targets)
                 and t + 0.5 / fps >= dense_targets[j]
-                and not (frame.pts is not None and frame.pts == last_dense_pts)
+                and not (key is not None and key == last_dense_pts)
             )
-            want_sample = (
-                i < len(targets)
-                and t + 0.5 / fps >= targets[i]
-                and not (frame.pts is not None and frame.pts == last_pts)
-            )
+            want_sample = i < len(targets) and t + 0.5 / fps >= targets[i] and not (key is not None and key == last_pts)
             if not (want_dense or want_sample):
                 continue
             if shape is None:
@@ -519,14 +574,14 @@ def _read_frames(path: Path, span: float | None, cfg: DecodeConfig, info: MediaI
                 g, grey_scale = _grey(rgb, dense.max_side)  # type: ignore[union-attr]
                 grey.append(g)
                 grey_t.append(max(t, 0.0))
-                last_dense_pts = frame.pts
+                last_dense_pts = key
                 while j < len(dense_targets) and dense_targets[j] <= t + 0.5 / fps:
                     j += 1
             if want_sample:
                 info.rotation = shape.rotation
                 kept.append(rgb)
                 kept_t.append(max(t, 0.0))
-                last_pts = frame.pts
+                last_pts = key
                 # One decoded frame may be the nearest to several targets in a low-fps video.
                 while i < len(targets) and targets[i] <= t + 0.5 / fps:
                     i += 1

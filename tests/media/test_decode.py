@@ -181,3 +181,53 @@ def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(MediaError, match="not a regular file"):
         decode(fifo)
+
+
+def _zero_sample_times(data: bytearray, start: int = 0, end: int | None = None) -> None:
+    """Set every sample's time delta (``stts``) and composition offset (``ctts``) in an MP4 to 0: all frames then
+    carry pts 0, as some broken muxers write them."""
+    import struct
+
+    end = len(data) if end is None else end
+    i = start
+    while i + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[i : i + 8])
+        if size < 8:
+            return
+        if kind in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):
+            _zero_sample_times(data, i + 8, i + size)
+        elif kind in (b"stts", b"ctts"):
+            (entries,) = struct.unpack(">I", data[i + 12 : i + 16])
+            for k in range(entries):
+                off = i + 16 + 8 * k + 4
+                data[off : off + 4] = bytes(4)
+        i += size
+
+
+def test_frames_whose_timestamps_all_repeat_are_timed_by_their_index(tmp_path: Path) -> None:
+    import av
+
+    frames, _ = render_frames(FixtureSpec(seed=3, duration=3.0, width=176, height=144, fps=12))
+    good = tmp_path / "good.mp4"
+    with av.open(str(good), "w", format="mp4") as out:
+        # No B-frames: the decoder then returns every frame of the damaged copy, each with pts 0.
+        vs = out.add_stream("libx264", rate=12, options={"preset": "veryfast", "x264-params": "bframes=0"})
+        vs.width, vs.height, vs.pix_fmt = 176, 144, "yuv420p"
+        for f in frames:
+            out.mux(vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
+        out.mux(vs.encode())
+    data = bytearray(good.read_bytes())
+    _zero_sample_times(data)
+    broken = tmp_path / "all_pts_zero.mp4"
+    broken.write_bytes(bytes(data))
+    with av.open(str(broken)) as c:
+        assert {f.pts for f in c.decode(video=0)} == {0}  # the defect is there
+
+    want = decode(good, DecodeConfig(num_frames=8))
+    got = decode(broken, DecodeConfig(num_frames=8))
+    assert got.frames is not None and got.frames.shape == want.frames.shape == (8, 144, 176, 3)
+    np.testing.assert_allclose(got.frame_times, want.frame_times, atol=1e-6)
+    assert np.all(np.diff(got.frame_times) > 0) and abs(got.duration - 3.0) < 0.1 and got.info.fps == 12
+    assert np.abs(got.frames.astype(int) - want.frames.astype(int)).max() == 0  # the same frames, not just times
+    assert any("timestamps repeat or are missing" in n for n in got.info.notes)
+    assert not any("timestamps" in n for n in want.info.notes)
