@@ -157,6 +157,9 @@ class ScanSettings:
     uses_sync: bool
     provenance: bool = True
     trust_anchors: str | None = None
+    mtcnn_graphs: str | None = None
+    """The ONNX MTCNN graphs the detector finds faces with (``--runtime onnx``), so the CPU workers find the same
+    faces as ``predict --runtime onnx``; None: facenet-pytorch."""
 
 
 @dataclass
@@ -223,6 +226,7 @@ def settings_of(detector: Any, provenance: bool = True, trust_anchors: str | Non
         bool(detector.uses_sync),
         provenance,
         trust_anchors,
+        getattr(detector.faces, "mtcnn_graphs", None),
     )
 
 
@@ -258,16 +262,19 @@ class Prepare:
     """
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        import torch
-
         from .config import DecodeConfig, FaceConfig, from_dict
         from .vision.faces import FaceDetector
 
         warnings.filterwarnings("ignore")
-        torch.set_num_threads(1)  # one file per CPU actor; parallelism comes from the actors
         self.s = ScanSettings(**settings)
+        if self.s.mtcnn_graphs is None:
+            import torch
+
+            torch.set_num_threads(1)  # one file per CPU actor; parallelism comes from the actors
         self.decode_cfg = from_dict(DecodeConfig, self.s.decode)
-        self.faces = FaceDetector(from_dict(FaceConfig, self.s.faces), self.s.crop_size, "cpu")
+        self.faces = FaceDetector(
+            from_dict(FaceConfig, self.s.faces), self.s.crop_size, "cpu", mtcnn_graphs=self.s.mtcnn_graphs
+        )
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         path, err = str(row["path"]), str(row.get("error") or "")

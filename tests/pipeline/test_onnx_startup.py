@@ -88,3 +88,14 @@ def test_a_changed_config_or_face_graph_is_refused(graphs: Path, tmp_path: Path)
     (damaged / "rnet.onnx").write_bytes((damaged / "rnet.onnx").read_bytes() + b"\0")
     with pytest.raises(CheckpointError, match="rnet.onnx does not match onnx.json"):
         onnx_runtime.load(damaged, "cpu", "onnx")
+
+
+def test_scan_workers_find_faces_as_the_onnx_detector_does(graphs: Path) -> None:
+    import dataclasses
+
+    from multimodal_df.scan import Prepare, settings_of
+
+    settings = settings_of(onnx_runtime.load(graphs, "cpu", "onnx"))
+    assert settings.mtcnn_graphs == str(graphs)
+    assert Prepare(dataclasses.asdict(settings)).faces.mtcnn_graphs == str(graphs)
+    assert settings_of(onnx_runtime.load(graphs, "cpu", "torch")).mtcnn_graphs is None
