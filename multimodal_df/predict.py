@@ -162,8 +162,10 @@ def _chunk_text(c: Any) -> str:
     if c.error:
         return f"{where}  not scored: {printable(c.error)}"
 
+    from .pipeline.outputs import format_p
+
     def p(x: float | None) -> str:
-        return "-" if x is None else f"{x:.3f}"
+        return "-" if x is None else format_p(x)
 
     return f"{where}  P(fake)={p(c.p_fake)}  vision {p(c.vision)}  audio {p(c.audio)}  {printable(c.path)}"
 

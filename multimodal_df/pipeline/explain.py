@@ -24,7 +24,7 @@ from ..audio.features import frame_windows
 from ..audio.model import AudioModel
 from ..vision.crops import square_region
 from ..vision.model import VisionModel
-from .outputs import Analysis, Prediction
+from .outputs import Analysis, Prediction, format_p
 
 if TYPE_CHECKING:
     from .detector import Detector
@@ -411,7 +411,7 @@ def report_html(pred: Prediction, ex: Explanation) -> str:
     if pred.error:
         head = f'<div class="verdict error">Could not analyse: {e(pred.error)}</div>'
     else:
-        head = f'<div class="verdict {e(pred.label or "")}">{e((pred.label or "").upper())}: P(fake) = {pred.p_fake:.3f} <small>(threshold {pred.threshold:.3f})</small></div>'
+        head = f'<div class="verdict {e(pred.label or "")}">{e((pred.label or "").upper())}: P(fake) = {format_p(pred.p_fake)} <small>(threshold {pred.threshold:.3f})</small></div>'
         if pred.evidence is not None and pred.evidence.label_from == "provenance":
             # The label is not the score against the threshold here; say so right under it.
             head += f'<p class="drove provenance">Label from provenance: {e(pred.evidence.reason)}.</p>'
@@ -421,12 +421,12 @@ def report_html(pred: Prediction, ex: Explanation) -> str:
             rows.append(f"<tr><td>{name}</td><td>–</td><td>missing</td></tr>")
         else:
             detail = f"{out.faces}/{out.frames} frames with a face" if name == "vision" else f"{out.windows} windows"
-            rows.append(f"<tr><td>{name}</td><td>{out.p_fake:.3f}</td><td>{e(detail)}</td></tr>")
+            rows.append(f"<tr><td>{name}</td><td>{format_p(out.p_fake)}</td><td>{e(detail)}</td></tr>")
     faces = getattr(pred, "faces", None) or []
     if faces:
         rows.append(
             "".join(
-                f"<tr><td>face {i + 1}</td><td>{f['p_fake']:.3f}</td><td>box {e(str([round(x) for x in f['box']]))}</td></tr>"
+                f"<tr><td>face {i + 1}</td><td>{format_p(f['p_fake'])}</td><td>box {e(str([round(x) for x in f['box']]))}</td></tr>"
                 for i, f in enumerate(faces)
             )
         )

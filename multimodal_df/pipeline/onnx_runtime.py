@@ -218,7 +218,8 @@ def export_branch(det: Detector, branch: str, path: Path, opset: int = OPSET) ->
 
 
 def compare(det: Detector, branch: str, session: Any, x: torch.Tensor) -> float:
-    """Largest |ONNX - PyTorch| over both outputs of ``branch`` on input ``x`` (both on the CPU, float32)."""
+    """Largest ONNX - PyTorch difference of ``branch`` on input ``x`` (both on the CPU, float32): absolute on the
+    logits, relative to the largest magnitude (when above 1) on the embedding."""
     torch = _torch()
     model = getattr(det, branch)
     device = next(model.parameters()).device
@@ -226,7 +227,15 @@ def compare(det: Detector, branch: str, session: Any, x: torch.Tensor) -> float:
         ref = [t.float().cpu().numpy() for t in model.to("cpu")(x)]
     model.to(device)
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    return float(max(np.abs(a - b).max() for a, b in zip(got, ref)))
+    # Verdicts come from the logits (the last output), so their limit is absolute. Embeddings of standardised
+    # multi-depth features reach magnitudes in the tens, where float32 rounding alone approaches 1e-3.
+    last = len(ref) - 1
+    return float(
+        max(
+            np.abs(a - b).max() / (1.0 if i == last else max(1.0, float(np.abs(b).max())))
+            for i, (a, b) in enumerate(zip(got, ref))
+        )
+    )
 
 
 def export_graphs(det: Detector, source: str | Path, out: str | Path, opset: int = OPSET) -> Path:

@@ -15,6 +15,16 @@ from ..provenance.report import ProvenanceReport
 from ..vision.faces import FaceTrack
 
 
+def format_p(p: float, decimals: int = 3) -> str:
+    """A probability as text with ``decimals`` places, or more when that would print 0 or 1 exactly: a
+    P(fake) of 0.99994 prints as 0.99994, not 1.000, because certainty is a claim the model never makes."""
+    text = f"{p:.{decimals}f}"
+    while 0.0 < p < 1.0 and text.rstrip("0").rstrip(".") in ("0", "1") and decimals < 9:
+        decimals += 1
+        text = f"{p:.{decimals}f}"
+    return text
+
+
 def _logit(p: float | None) -> float | None:
     """log(p / (1 - p)) of a P(fake) (None when there is none); keeps the ranking that 4 decimals of p may lose."""
     if p is None or not 0.0 < p < 1.0:
@@ -105,11 +115,11 @@ class Prediction:
             extra = "".join(f"\n       note: {n}" for n in (self.evidence.notes if self.evidence else ()))
             return f"ERROR  {self.path}: {self.error}{extra}"
         parts = [
-            f"{(self.label or '').upper():5s}  P(fake)={self.p_fake:.3f} (threshold {self.threshold:.3f})  {self.path}"
+            f"{(self.label or '').upper():5s}  P(fake)={format_p(self.p_fake)} (threshold {self.threshold:.3f})  {self.path}"
         ]
         v, a = self.vision, self.audio
-        parts.append(f"vision {v.p_fake:.3f} ({v.faces}/{v.frames} frames with a face)" if v else "vision -")
-        parts.append(f"audio {a.p_fake:.3f} ({a.windows} windows)" if a else "audio -")
+        parts.append(f"vision {format_p(v.p_fake)} ({v.faces}/{v.frames} frames with a face)" if v else "vision -")
+        parts.append(f"audio {format_p(a.p_fake)} ({a.windows} windows)" if a else "audio -")
         line = "  ".join(parts) + f"  [{self.seconds:.1f} s]"
         notes = list(self.notes) + (self.info.notes if self.info else [])
         if notes:

@@ -51,3 +51,12 @@ def test_bounds_loosen_with_more_evidence() -> None:
 
 def test_old_checkpoints_keep_their_unbounded_calibration() -> None:
     assert Calibration(2.0, 0.0)(50.0) == pytest.approx(1.0)
+
+
+def test_printed_probabilities_never_claim_certainty() -> None:
+    from multimodal_df.pipeline.outputs import format_p
+
+    assert format_p(0.5) == "0.500" and format_p(0.123456) == "0.123"
+    # Rounding to 3 places would print certainty the model does not have: more places instead.
+    assert format_p(0.99994) == "0.9999" and format_p(0.00004) == "0.00004"
+    assert all(format_p(p) not in ("0.000", "1.000") for p in (1e-4, 1e-6, 1 - 1e-4, 1 - 1e-6))
