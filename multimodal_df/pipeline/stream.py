@@ -53,7 +53,9 @@ from ..media.decode import (
     _grey,
     _main_audio_stream,
     _main_video_stream,
+    _nominal_rate,
     _open,
+    _timestamps_usable,
     check_file,
     sample_times,
     usable_streams,
@@ -147,8 +149,13 @@ class _VideoReader:
     """Decodes the main video stream front to back, one chunk at a time; keeps nothing between chunks but the first
     frame of the next one."""
 
-    def __init__(self, path: Path, cfg: DecodeConfig, info: MediaInfo, dense: DenseSpec | None) -> None:
-        self.cfg, self.info, self.dense = cfg, info, dense
+    def __init__(
+        self, path: Path, cfg: DecodeConfig, info: MediaInfo, dense: DenseSpec | None, index_rate: float | None = None
+    ) -> None:
+        """``index_rate``: frames per second to time frame k at k / index_rate, for streams whose timestamps are
+        unusable (as :func:`~multimodal_df.media.decode.decode` does)."""
+        self.cfg, self.info, self.dense, self.index_rate = cfg, info, dense, index_rate
+        self.count = 0
         self.container = _open(path)
         stream = _main_video_stream(self.container)
         stream.thread_type = "AUTO"
@@ -186,9 +193,13 @@ class _VideoReader:
             self.info.truncated = True
             self.done = True
             return None
-        t = (frame.time - self.t0) if frame.time is not None else self.pos + 1.0 / self.fps
-        if not math.isfinite(t):
-            t = self.pos + 1.0 / self.fps
+        if self.index_rate is not None:
+            t = self.count / self.index_rate
+        else:
+            t = (frame.time - self.t0) if frame.time is not None else self.pos + 1.0 / self.fps
+            if not math.isfinite(t):
+                t = self.pos + 1.0 / self.fps
+        self.count += 1
         self.pos = t
         return frame, t
 
@@ -370,8 +381,9 @@ def chunk_bounds(duration: float | None, chunk_s: float) -> list[float]:
     return [float(x) for x in np.linspace(0.0, duration, n + 1)]
 
 
-def _probe(path: Path, cfg: DecodeConfig) -> tuple[MediaInfo, bool, bool]:
-    """The file's :class:`MediaInfo` and whether it has a video and an audio stream to decode."""
+def _probe(path: Path, cfg: DecodeConfig) -> tuple[MediaInfo, bool, bool, float | None]:
+    """The file's :class:`MediaInfo`, whether it has a video and an audio stream to decode, and the frame rate to
+    time frames by their index when the video's timestamps are unusable (None when they are fine)."""
     size = check_file(path, cfg)
     container = _open(path)
     try:
@@ -389,6 +401,15 @@ def _probe(path: Path, cfg: DecodeConfig) -> tuple[MediaInfo, bool, bool]:
         fps = float(vstream.average_rate) if vstream is not None and vstream.average_rate else 0.0
         if math.isfinite(fps) and fps > 0:
             info.fps = fps
+        index_rate = None
+        if vstream is not None and not _timestamps_usable(container, vstream):
+            # The same fallback as decode(): frame k at k / rate, the length from the frame count.
+            index_rate = info.fps = _nominal_rate(vstream) or 25.0
+            if vstream.frames and vstream.frames > 0:
+                info.duration = max(info.duration or 0.0, int(vstream.frames) / index_rate)
+            info.notes.append(
+                f"video timestamps repeat or are missing: frame times taken from the frame index at {index_rate:g} fps"
+            )
     except MediaError:
         raise
     except Exception as exc:
@@ -399,7 +420,7 @@ def _probe(path: Path, cfg: DecodeConfig) -> tuple[MediaInfo, bool, bool]:
         raise
     finally:
         container.close()
-    return info, vstream is not None, astream is not None
+    return info, vstream is not None, astream is not None, index_rate
 
 
 def stream(det: Detector, path: str | Path, chunk_s: float = DEFAULT_CHUNK_S) -> Iterator[ChunkResult | StreamVerdict]:
@@ -422,7 +443,7 @@ def stream(det: Detector, path: str | Path, chunk_s: float = DEFAULT_CHUNK_S) ->
             verdict.prediction = det.predict(p)
             yield verdict
             return
-        info, has_video, has_audio = _probe(p, det.decode_cfg)
+        info, has_video, has_audio, index_rate = _probe(p, det.decode_cfg)
     except MediaError as exc:
         pred.error = exc.reason
         if p.is_file():
@@ -436,7 +457,7 @@ def stream(det: Detector, path: str | Path, chunk_s: float = DEFAULT_CHUNK_S) ->
         _finish(pred, begin)
         yield verdict
         return
-    yield from _chunks(det, p, info, has_video, has_audio, chunk_s, verdict, begin)
+    yield from _chunks(det, p, info, has_video, has_audio, chunk_s, verdict, begin, index_rate)
 
 
 def _finish(pred: Prediction, begin: float) -> None:
@@ -455,6 +476,7 @@ def _chunks(
     chunk_s: float,
     verdict: StreamVerdict,
     begin: float,
+    index_rate: float | None = None,
 ) -> Iterator[ChunkResult | StreamVerdict]:
     from ..fusion.sync import DENSE
 
@@ -471,7 +493,7 @@ def _chunks(
     vreader = areader = None
     analysed_end = 0.0
     try:
-        vreader = _VideoReader(path, cfg, info, DENSE if det.uses_sync else None) if has_video else None
+        vreader = _VideoReader(path, cfg, info, DENSE if det.uses_sync else None, index_rate) if has_video else None
         areader = _AudioReader(path, cfg, info) if has_audio else None
         start, i = 0.0, 0
         while True:

@@ -355,3 +355,44 @@ def make_dataset(
         writer.writeheader()
         writer.writerows(rows)
     return manifest
+
+
+def zero_mp4_sample_times(data: bytearray, start: int = 0, end: int | None = None) -> None:
+    """Set every sample's time delta (``stts``) and composition offset (``ctts``) of the MP4 bytes ``data`` to 0, in
+    place: all frames then carry pts 0, as some broken muxers write them."""
+    import struct
+
+    end = len(data) if end is None else end
+    i = start
+    while i + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[i : i + 8])
+        if size < 8:
+            return
+        if kind in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):
+            zero_mp4_sample_times(data, i + 8, i + size)
+        elif kind in (b"stts", b"ctts"):
+            (entries,) = struct.unpack(">I", data[i + 12 : i + 16])
+            for k in range(entries):
+                off = i + 16 + 8 * k + 4
+                data[off : off + 4] = bytes(4)
+        i += size
+
+
+def make_clip_without_timestamps(path: str | Path, spec: FixtureSpec) -> Path:
+    """A video-only MP4 of ``spec``'s frames (H.264 without B-frames) whose every frame has pts 0; returns ``path``."""
+    import av
+
+    frames, _ = render_frames(spec)
+    good = Path(path).with_suffix(".good.mp4")
+    with av.open(str(good), "w", format="mp4") as out:
+        # No B-frames: the decoder then returns every frame of the damaged copy, each with pts 0.
+        vs = out.add_stream("libx264", rate=spec.fps, options={"preset": "veryfast", "x264-params": "bframes=0"})
+        vs.width, vs.height, vs.pix_fmt = spec.width, spec.height, "yuv420p"
+        for f in frames:
+            out.mux(vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
+        out.mux(vs.encode())
+    data = bytearray(good.read_bytes())
+    good.unlink()
+    zero_mp4_sample_times(data)
+    Path(path).write_bytes(bytes(data))
+    return Path(path)

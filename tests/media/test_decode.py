@@ -12,7 +12,15 @@ import pytest
 from multimodal_df.config import DecodeConfig
 from multimodal_df.errors import MediaError
 from multimodal_df.media.decode import decode, sample_times
-from multimodal_df.testing.fixtures import FixtureSpec, make_audio, make_clip, render_frames, write_mp4, write_wav
+from multimodal_df.testing.fixtures import (
+    FixtureSpec,
+    make_audio,
+    make_clip,
+    render_frames,
+    write_mp4,
+    write_wav,
+    zero_mp4_sample_times,
+)
 
 
 @pytest.fixture(scope="module")
@@ -183,27 +191,6 @@ def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
         decode(fifo)
 
 
-def _zero_sample_times(data: bytearray, start: int = 0, end: int | None = None) -> None:
-    """Set every sample's time delta (``stts``) and composition offset (``ctts``) in an MP4 to 0: all frames then
-    carry pts 0, as some broken muxers write them."""
-    import struct
-
-    end = len(data) if end is None else end
-    i = start
-    while i + 8 <= end:
-        size, kind = struct.unpack(">I4s", data[i : i + 8])
-        if size < 8:
-            return
-        if kind in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):
-            _zero_sample_times(data, i + 8, i + size)
-        elif kind in (b"stts", b"ctts"):
-            (entries,) = struct.unpack(">I", data[i + 12 : i + 16])
-            for k in range(entries):
-                off = i + 16 + 8 * k + 4
-                data[off : off + 4] = bytes(4)
-        i += size
-
-
 def test_frames_whose_timestamps_all_repeat_are_timed_by_their_index(tmp_path: Path) -> None:
     import av
 
@@ -217,7 +204,7 @@ def test_frames_whose_timestamps_all_repeat_are_timed_by_their_index(tmp_path: P
             out.mux(vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
         out.mux(vs.encode())
     data = bytearray(good.read_bytes())
-    _zero_sample_times(data)
+    zero_mp4_sample_times(data)
     broken = tmp_path / "all_pts_zero.mp4"
     broken.write_bytes(bytes(data))
     with av.open(str(broken)) as c:

@@ -15,7 +15,7 @@ from multimodal_df.pipeline.detector import Detector
 from multimodal_df.pipeline.stream import ChunkResult, StreamVerdict, chunk_bounds
 from multimodal_df.server.app import create_app
 from multimodal_df.server.settings import ServerSettings
-from multimodal_df.testing.fixtures import FixtureSpec, make_clip
+from multimodal_df.testing.fixtures import FixtureSpec, make_clip, make_clip_without_timestamps
 
 CHUNK_KEYS = {"path", "chunk", "start_s", "end_s", "p_fake", "vision", "audio"}
 
@@ -75,6 +75,20 @@ def test_a_clip_shorter_than_a_chunk_gives_the_predict_verdict(detector_dir: Pat
     assert len(items) == 2
     streamed = items[-1].prediction
     assert streamed.label == whole.label and streamed.p_fake == pytest.approx(whole.p_fake, abs=1e-6)
+
+
+def test_a_clip_whose_timestamps_all_repeat_streams_like_predict(detector_dir: Path, tmp_path: Path) -> None:
+    clip = make_clip_without_timestamps(
+        tmp_path / "all_pts_zero.mp4", FixtureSpec(seed=404, duration=3.0, width=176, height=144, fps=12)
+    )
+    det = Detector.load(detector_dir, "cpu")
+    whole = det.predict(clip)
+    items = list(det.stream(clip, chunk_s=30.0))
+    streamed = items[-1].prediction
+    assert whole.error is None and streamed.error is None and len(items) == 2
+    assert streamed.p_fake == pytest.approx(whole.p_fake, abs=1e-6)
+    assert streamed.info is not None and abs(streamed.info.duration - 3.0) < 0.1
+    assert any("timestamps repeat or are missing" in n for n in streamed.info.notes)
 
 
 def test_bad_input_is_one_error_line_and_exit_1(detector_dir: Path, media: dict[str, Path]) -> None:
