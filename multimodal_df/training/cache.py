@@ -26,7 +26,9 @@ from ..vision.faces import FaceDetector
 from ..vision.model import vision_args
 from .manifests import ManifestRow
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4
+"""Bumped whenever decoding or face tracking changes what a file prepares to (4: clips whose video timestamps all
+repeat are decoded by frame index instead of failing), so entries prepared by older code are made again."""
 
 
 @dataclass
