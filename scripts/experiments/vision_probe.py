@@ -3,7 +3,7 @@
 on dev face images and videos (../shared/data/dev: selection and reporting only, never training).
 
 Needs a recipe run's manifests and generators: python -m multimodal_df.recipe --data ../shared/data --out RUN
---stages manifests,generators. Then: MDF_RUN=RUN MDF_BASELINE=CHECKPOINT python scripts/experiments/vision_probe.py THREADS [lowres]
+--stages manifests,generators. Then: MDF_RUN=RUN MDF_BASELINE=CHECKPOINT [TAPS=2,4,7,10,14] python scripts/experiments/vision_probe.py THREADS [lowres]
 ("lowres": half the training crops, both classes, pass through a 56-160 px JPEG round trip instead of the usual degradation).
 Prints validation AUC per pseudo-fake kind and dev AUC per domain for each probe, then per-video dev scores.
 """
@@ -120,7 +120,7 @@ vcfg = cfg.vision
 m = create_vision_model(vcfg).eval()
 lite = m.backbone
 feats = {}
-ends = [2, 4, 7, 10, 14]
+ends = [int(x) for x in os.environ.get("TAPS", "2,4,7,10,14").split(",")]  # blocks to tap
 for i in ends:
     lite._blocks[i].register_forward_hook(lambda mod, inp, out, i=i: feats.__setitem__(i, out))
 
@@ -157,7 +157,8 @@ def shipped_logits(X):
 
 
 D1 = 1280
-D2 = 1280 + sum(2 * c for c in [24, 40, 80, 112, 192])
+W = [16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320]  # block widths
+D2 = 1280 + sum(2 * W[i] for i in ends)
 sel = {"final": slice(0, D1), "multi": slice(0, D2)}
 
 
