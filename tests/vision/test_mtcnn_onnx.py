@@ -109,3 +109,20 @@ def test_blank_images_have_no_faces(graphs: Path) -> None:
     out = ours.detect(np.full((2, 120, 160, 3), 128, np.uint8))
     assert [len(f.boxes) for f in out] == [0, 0]
     assert ours.detect(np.zeros((1, 8, 8, 3), np.uint8))[0].boxes.shape == (0, 4)  # below one 12 px cell
+
+
+def test_fast_resampling_is_bit_identical_to_the_reference_arithmetic() -> None:
+    from multimodal_df.vision.mtcnn_onnx import area_crops, area_resize, integral
+
+    rng = np.random.default_rng(5)
+    for h, w in [(360, 640), (144, 176), (37, 23)]:
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        ii = integral(img)
+        # The integral image is the plain double cumulative sum with a zero first row and column.
+        ref = np.zeros((h + 1, w + 1, 3), np.int64)
+        ref[1:, 1:] = img.astype(np.int64).cumsum(0).cumsum(1)
+        assert np.array_equal(ii, ref)
+        for scale in (0.6, 0.3, 0.1):
+            oh, ow = int(h * scale + 1), int(w * scale + 1)
+            whole = area_crops(ii, np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([h]), np.array([w]), oh, ow)
+            assert np.array_equal(area_resize(ii, oh, ow), whole)
