@@ -34,6 +34,7 @@ TorchScript exporter cannot write torchaudio's complex STFT. The wav2vec 2.0 sub
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -42,7 +43,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -726,21 +727,13 @@ def load(checkpoint: str | Path | None = None, device: str = "auto", runtime: st
     ckpt = str(checkpoint) if checkpoint is not None else default_checkpoint()
     if runtime == "torch" or ckpt is None:
         return load_torch(checkpoint, device)  # without a checkpoint, this says so
-    try:
+    with _onnx_errors(ckpt):
         # Graphs already there load without PyTorch; only an export (once per checkpoint) needs it.
         found = existing_graphs(ckpt)
         if found is not None and complete(found[1]):
             return load_graphs(found[0], found[1], device)
-    except CheckpointError as exc:
-        raise CheckpointError(f"cannot run checkpoint {ckpt} on ONNX Runtime: {exc}") from None
-    except ImportError as exc:
-        raise CheckpointError(f"--runtime onnx needs onnxruntime and onnx ({one_line(exc, 200)})") from None
-    except Exception as exc:
-        raise CheckpointError(
-            f"cannot run checkpoint {ckpt} on ONNX Runtime: {type(exc).__name__}: {one_line(exc, 200)}"
-        ) from None
     det = load_torch(checkpoint, device)
-    try:
+    with _onnx_errors(ckpt):
         directory, exported = graphs_for(det, ckpt)
         manifest = read_manifest(directory)
         if manifest is not None and complete(manifest):
@@ -749,6 +742,14 @@ def load(checkpoint: str | Path | None = None, device: str = "auto", runtime: st
             return det
         # A graph directory exported before the face graphs existed: its branch graphs beside PyTorch's MTCNN.
         attach(det, directory).exported = exported
+    return det
+
+
+@contextlib.contextmanager
+def _onnx_errors(ckpt: str) -> Iterator[None]:
+    """Any failure to set up ONNX Runtime for ``ckpt`` becomes a :class:`CheckpointError` with a one-line reason."""
+    try:
+        yield
     except CheckpointError as exc:
         raise CheckpointError(f"cannot run checkpoint {ckpt} on ONNX Runtime: {exc}") from None
     except ImportError as exc:
@@ -757,4 +758,3 @@ def load(checkpoint: str | Path | None = None, device: str = "auto", runtime: st
         raise CheckpointError(
             f"cannot run checkpoint {ckpt} on ONNX Runtime: {type(exc).__name__}: {one_line(exc, 200)}"
         ) from None
-    return det
