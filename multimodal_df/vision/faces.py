@@ -9,6 +9,7 @@ given the directory of its ONNX graphs, on ONNX Runtime without importing PyTorc
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,53 +165,43 @@ class FaceDetector:
         self.device = device
         self.mtcnn_graphs = mtcnn_graphs
 
+    def _batches(self, images: list[np.ndarray], min_face_size: int) -> Iterator[list[int]]:
+        """Indices of ``images`` in batches of equal size (at most ``batch_size``), skipping images too small to hold
+        a face: MTCNN's pyramid needs at least one face of the smallest size it looks for."""
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for i, img in enumerate(images):
+            if min(img.shape[:2]) >= max(12, min_face_size):
+                by_size.setdefault(img.shape, []).append(i)
+        for idx in by_size.values():
+            for start in range(0, len(idx), self.cfg.batch_size):
+                yield idx[start : start + self.cfg.batch_size]
+
+    def _kept(self, boxes: np.ndarray, probs: np.ndarray, landmarks: np.ndarray) -> Detections:
+        """The detections of one image above ``min_prob``, most confident first."""
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        p = np.asarray(probs, dtype=np.float64).reshape(-1)
+        lm = np.asarray(landmarks, dtype=np.float64).reshape(-1, 5, 2)
+        keep = p >= self.cfg.min_prob
+        order = np.argsort(-p[keep])
+        return Detections(b[keep][order], p[keep][order], lm[keep][order])
+
     def _run(self, images: list[np.ndarray], min_face_size: int) -> list[Detections]:
-        """MTCNN on images of any sizes (full-resolution pixels of each image), batched by equal size."""
+        """MTCNN on images of any sizes (full-resolution pixels of each image), batched by equal size; on the ONNX
+        Runtime copy of the networks when the detector has their graphs."""
         out: list[Detections] = [Detections.empty() for _ in images]
         if self.mtcnn_graphs is not None:
-            return self._run_onnx(images, min_face_size)
+            onnx = _onnx_mtcnn(self.mtcnn_graphs, min_face_size, self.cfg.thresholds, self.device)
+            for part in self._batches(images, min_face_size):
+                for i, f in zip(part, onnx.detect([images[i] for i in part])):
+                    out[i] = self._kept(f.boxes, f.probs, f.landmarks)
+            return out
         mtcnn = _mtcnn(min_face_size, self.cfg.thresholds, self.device)
-        by_size: dict[tuple[int, ...], list[int]] = {}
-        for i, img in enumerate(images):
-            # MTCNN's pyramid needs the image to hold at least one face of the smallest size it looks for.
-            if min(img.shape[:2]) >= max(12, min_face_size):
-                by_size.setdefault(img.shape, []).append(i)
-        for idx in by_size.values():
-            for start in range(0, len(idx), self.cfg.batch_size):
-                part = idx[start : start + self.cfg.batch_size]
-                boxes, probs, lms = mtcnn.detect([images[i] for i in part], landmarks=True)  # type: ignore[attr-defined]
-                for i, b, p, lm in zip(part, boxes, probs, lms):
-                    if b is None:
-                        continue
-                    # facenet-pytorch returns object arrays when some images in the batch have no face.
-                    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-                    p = np.asarray(p, dtype=np.float64).reshape(-1)
-                    lm = np.asarray(lm, dtype=np.float64).reshape(-1, 5, 2)
-                    keep = p >= self.cfg.min_prob
-                    order = np.argsort(-p[keep])
-                    out[i] = Detections(b[keep][order], p[keep][order], lm[keep][order])
-        return out
-
-    def _run_onnx(self, images: list[np.ndarray], min_face_size: int) -> list[Detections]:
-        """:meth:`_run` on the ONNX Runtime MTCNN: the same batching, filtering and order."""
-        out: list[Detections] = [Detections.empty() for _ in images]
-        mtcnn = _onnx_mtcnn(self.mtcnn_graphs, min_face_size, self.cfg.thresholds, self.device)  # type: ignore[arg-type]
-        by_size: dict[tuple[int, ...], list[int]] = {}
-        for i, img in enumerate(images):
-            if min(img.shape[:2]) >= max(12, min_face_size):
-                by_size.setdefault(img.shape, []).append(i)
-        for idx in by_size.values():
-            for start in range(0, len(idx), self.cfg.batch_size):
-                part = idx[start : start + self.cfg.batch_size]
-                for i, f in zip(part, mtcnn.detect([images[i] for i in part])):
-                    p = f.probs.astype(np.float64)
-                    keep = p >= self.cfg.min_prob
-                    order = np.argsort(-p[keep])
-                    out[i] = Detections(
-                        f.boxes.astype(np.float64)[keep][order],
-                        p[keep][order],
-                        f.landmarks.astype(np.float64)[keep][order],
-                    )
+        for part in self._batches(images, min_face_size):
+            boxes, probs, lms = mtcnn.detect([images[i] for i in part], landmarks=True)  # type: ignore[attr-defined]
+            for i, b, p, lm in zip(part, boxes, probs, lms):
+                # facenet-pytorch gives None for an image without a face (object arrays when others in the batch have one).
+                if b is not None:
+                    out[i] = self._kept(b, p, lm)
         return out
 
     def _scaled(self, frames: np.ndarray, scale: float, min_face_size: int) -> list[Detections]:
