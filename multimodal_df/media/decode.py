@@ -328,18 +328,9 @@ def _decode_av(path: Path, size: int, cfg: DecodeConfig, dense: DenseSpec | None
         fps = float(vstream.average_rate) if vstream is not None and vstream.average_rate else 0.0
         if math.isfinite(fps) and fps > 0:
             info.fps = fps
-        index_rate = None
-        if vstream is not None and not _timestamps_usable(container, vstream):
-            # Every frame at one time (or none): the times and the durations derived from them mean nothing, so
-            # frames are timed by their index at the stream's nominal rate, and the length follows from the count.
-            index_rate = _nominal_rate(vstream) or 25.0  # no declared rate at all: the commonest video rate
-            info.fps = index_rate
-            lengths = [int(vstream.frames) / index_rate] if vstream.frames and vstream.frames > 0 else []
-            lengths += [d for d in [_container_duration(container, [astream])] if astream is not None and d]
-            duration = info.duration = max(lengths) if lengths else None
-            info.notes.append(
-                f"video timestamps repeat or are missing: frame times taken from the frame index at {index_rate:g} fps"
-            )
+        index_rate = index_timing(container, vstream, astream, info)
+        if index_rate is not None:
+            duration = info.duration
         span = min(duration, cfg.max_seconds) if duration else None
         if duration is not None and duration > cfg.max_seconds:
             info.truncated = True
@@ -443,6 +434,23 @@ class _FrameShape:
         else:
             arr = frame.to_ndarray(format="rgb24", width=self.width, height=self.height, interpolation="AREA")
         return _upright(arr, self.rotation)
+
+
+def index_timing(container, vstream, astream, info: MediaInfo) -> float | None:
+    """The frame rate to time video frames by their index, or None when the stream's timestamps are usable.
+
+    When every frame sits at one time (or none), the times and the durations derived from them mean nothing: frames
+    are then timed by their index at the stream's nominal rate, ``info`` gets that rate, a length from the frame
+    count (or the audio, if longer) and a note. Shared by :func:`decode` and the streaming reader."""
+    if vstream is None or _timestamps_usable(container, vstream):
+        return None
+    rate = _nominal_rate(vstream) or 25.0  # no declared rate at all: the commonest video rate
+    info.fps = rate
+    lengths = [int(vstream.frames) / rate] if vstream.frames and vstream.frames > 0 else []
+    lengths += [d for d in [_container_duration(container, [astream])] if astream is not None and d]
+    info.duration = max(lengths) if lengths else None
+    info.notes.append(f"video timestamps repeat or are missing: frame times taken from the frame index at {rate:g} fps")
+    return rate
 
 
 def _timestamps_usable(container, stream, probe: int = 12) -> bool:

@@ -53,10 +53,9 @@ from ..media.decode import (
     _grey,
     _main_audio_stream,
     _main_video_stream,
-    _nominal_rate,
     _open,
-    _timestamps_usable,
     check_file,
+    index_timing,
     sample_times,
     usable_streams,
 )
@@ -401,15 +400,7 @@ def _probe(path: Path, cfg: DecodeConfig) -> tuple[MediaInfo, bool, bool, float 
         fps = float(vstream.average_rate) if vstream is not None and vstream.average_rate else 0.0
         if math.isfinite(fps) and fps > 0:
             info.fps = fps
-        index_rate = None
-        if vstream is not None and not _timestamps_usable(container, vstream):
-            # The same fallback as decode(): frame k at k / rate, the length from the frame count.
-            index_rate = info.fps = _nominal_rate(vstream) or 25.0
-            if vstream.frames and vstream.frames > 0:
-                info.duration = max(info.duration or 0.0, int(vstream.frames) / index_rate)
-            info.notes.append(
-                f"video timestamps repeat or are missing: frame times taken from the frame index at {index_rate:g} fps"
-            )
+        index_rate = index_timing(container, vstream, astream, info)
     except MediaError:
         raise
     except Exception as exc:
