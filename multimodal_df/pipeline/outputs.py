@@ -17,7 +17,7 @@ from ..vision.faces import FaceTrack
 
 def format_p(p: float, decimals: int = 3) -> str:
     """A probability as text with ``decimals`` places, or more when that would print 0 or 1 exactly: a
-    P(fake) of 0.99994 prints as 0.99994, not 1.000, because certainty is a claim the model never makes."""
+    P(fake) of 0.99994 prints as 0.9999, not 1.000, because certainty is a claim the model never makes."""
     text = f"{p:.{decimals}f}"
     while 0.0 < p < 1.0 and text.rstrip("0").rstrip(".") in ("0", "1") and decimals < 9:
         decimals += 1
