@@ -159,6 +159,27 @@ def test_sdxl_watermark_on_video_frames_and_unmarked_frames(tmp_path: Path) -> N
     assert r_self.watermark.checked and not r_self.watermark.detected
 
 
+def test_vectorised_votes_equal_the_library_decoder() -> None:
+    # The block votes are computed for all blocks at once; the library's per-block loop is the reference.
+    from imwatermark import WatermarkEncoder
+
+    from multimodal_df.provenance.watermark import FRAME_BLOCK_BUDGET, _block_votes, _crop_rows, _library_block_votes
+
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((256, 256), (257, 259), (263, 301))]
+    images += [natural_rgb(288, 352, s) for s in (3, 4)]
+    enc = WatermarkEncoder()
+    enc.set_watermark("bits", [int(b) for b in bin(0xB3EC907BB19E)[2:]])
+    images += [enc.encode(natural_rgb(288, 352, 5).copy(), "dwtDct")]
+    images += [_crop_rows(rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8), FRAME_BLOCK_BUDGET)]
+    for img in images:
+        for arr in (img[:, :, ::-1], img):
+            ours, library = _block_votes(arr), _library_block_votes(arr)
+            assert ours.shape == library.shape and np.array_equal(ours, library), img.shape
+    with pytest.raises(RuntimeError, match="too small"):
+        _block_votes(images[0][:200, :200])
+
+
 def test_clean_images_do_not_trigger_watermarks() -> None:
     from multimodal_df.provenance.watermark import check_watermarks
 
