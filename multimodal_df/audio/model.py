@@ -24,12 +24,21 @@ class LogMel(nn.Module):
     """Waveform [B, L] -> log-mel [B, n_mels, frames], standardised per example.
 
     Per-example standardisation removes overall loudness, which says nothing about authenticity
-    and differs between datasets (a classic shortcut).
+    and differs between datasets (a classic shortcut). With ``norm="band"`` each mel band's mean over the
+    window is removed first (cepstral mean normalisation): a fixed spectral tilt, i.e. the microphone, room
+    EQ and much of the speaker's timbre, then cannot be the tell, while what changes within the window
+    (vocoder buzz, smeared harmonics, band edges that come and go) is kept.
     """
 
-    def __init__(self, sample_rate: int = 16000, n_fft: int = 400, hop_length: int = 160, n_mels: int = 64) -> None:
+    def __init__(
+        self, sample_rate: int = 16000, n_fft: int = 400, hop_length: int = 160, n_mels: int = 64, norm: str = "global"
+    ) -> None:
         super().__init__()
         import torchaudio
+
+        if norm not in ("global", "band"):
+            raise ValueError(f"audio mel_norm must be 'global' or 'band', not {norm!r}")
+        self.norm = norm
 
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=2.0
@@ -39,9 +48,17 @@ class LogMel(nn.Module):
         # The STFT runs in float32 even under autocast: fp16 power spectra underflow.
         with torch.autocast(device_type=wave.device.type, enabled=False):
             spec = torch.log(self.mel(wave.float()) + 1e-6)
-        mu = spec.mean(dim=(1, 2), keepdim=True)
-        sd = spec.std(dim=(1, 2), keepdim=True)
-        return (spec - mu) / (sd + 1e-5)
+        return standardise_logmel(spec, self.norm)
+
+
+def standardise_logmel(spec: torch.Tensor, norm: str = "global") -> torch.Tensor:
+    """Log-mel [B, n_mels, frames] -> zero mean, unit spread per example; ``norm="band"`` removes each band's
+    mean over the frames first (see :class:`LogMel`). Shared with the ONNX export, so both stay the same maths."""
+    if norm == "band":
+        spec = spec - spec.mean(dim=2, keepdim=True)
+    mu = spec.mean(dim=(1, 2), keepdim=True)
+    sd = spec.std(dim=(1, 2), keepdim=True)
+    return (spec - mu) / (sd + 1e-5)
 
 
 class MelCNN(nn.Module):
@@ -173,6 +190,8 @@ class AudioArgs:
     n_fft: int = 400
     hop_length: int = 160
     n_mels: int = 64
+    mel_norm: str = "global"
+    """"global" (one mean and spread per window) or "band" (each band's mean removed first: :class:`LogMel`)."""
     use_mel: bool = True
     mel_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
     embed_dim: int = 128
@@ -199,7 +218,7 @@ class AudioModel(nn.Module):
         self.mel_cnn: MelCNN | None = None
         self.wav2vec: Wav2VecBranch | None = None
         if args.use_mel:
-            self.logmel = LogMel(args.sample_rate, args.n_fft, args.hop_length, args.n_mels)
+            self.logmel = LogMel(args.sample_rate, args.n_fft, args.hop_length, args.n_mels, args.mel_norm)
             self.mel_cnn = MelCNN(args.mel_channels)
             dims += self.mel_cnn.out_dim
         if args.wav2vec is not None:
@@ -254,6 +273,7 @@ def audio_args(cfg: AudioConfig, sample_rate: int = 16000, wav2vec: dict[str, An
         n_fft=cfg.n_fft,
         hop_length=cfg.hop_length,
         n_mels=cfg.n_mels,
+        mel_norm=cfg.mel_norm,
         use_mel=cfg.use_mel,
         mel_channels=list(cfg.mel_channels),
         embed_dim=cfg.embed_dim,

@@ -129,6 +129,9 @@ class AudioConfig:
     n_fft: int = 400
     hop_length: int = 160
     n_mels: int = 64
+    mel_norm: Literal["global", "band"] = "global"
+    """Log-mel standardisation per window: "global" (one mean and spread) or "band" (each mel band's mean
+    removed first, so a fixed channel or timbre tilt is not the tell)."""
     use_mel: bool = True
     mel_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
     wav2vec: Wav2VecConfig = field(default_factory=Wav2VecConfig)

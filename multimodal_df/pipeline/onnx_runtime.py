@@ -90,7 +90,10 @@ def dft_logmel(logmel: nn.Module) -> nn.Module:
     from torch import nn
     from torch.nn import functional as F
 
+    from ..audio.model import standardise_logmel
+
     spec, scale = logmel.mel.spectrogram, logmel.mel.mel_scale
+    norm = getattr(logmel, "norm", "global")
     if spec.power != 2.0 or not spec.center or spec.normalized or spec.pad != 0 or spec.win_length != spec.n_fft:
         raise CheckpointError("the audio model's spectrogram settings have no ONNX equivalent here")
 
@@ -114,10 +117,7 @@ def dft_logmel(logmel: nn.Module) -> nn.Module:
             y = F.conv1d(x, self.basis, stride=self.hop)  # [B, 2F, frames]
             power = y[:, : self.bins] ** 2 + y[:, self.bins :] ** 2
             mel = torch.matmul(power.transpose(1, 2), self.fb).transpose(1, 2)
-            s = torch.log(mel + 1e-6)
-            mu = s.mean(dim=(1, 2), keepdim=True)
-            sd = s.std(dim=(1, 2), keepdim=True)
-            return (s - mu) / (sd + 1e-5)
+            return standardise_logmel(torch.log(mel + 1e-6), norm)
 
     return _DftLogMel()
 

@@ -137,6 +137,8 @@ def _check_audio(args: AudioArgs, where: str) -> None:
     _bounded(f"{where}.dropout", args.dropout, 0, 1)
     if not 1 <= len(args.mel_channels) <= 8 or not all(1 <= c <= 1024 for c in args.mel_channels):
         raise CheckpointError(f"{where}.mel_channels: 1-8 layers of 1-1024 channels")
+    if args.mel_norm not in ("global", "band"):
+        raise CheckpointError(f"{where}.mel_norm: {args.mel_norm!r} is not 'global' or 'band'")
     if args.wav2vec is not None:
         _check_wav2vec(args.wav2vec, f"{where}.wav2vec")
         layers = args.wav2vec["num_hidden_layers"]
