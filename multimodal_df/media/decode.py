@@ -2,14 +2,17 @@
 
 This is the only module that touches FFmpeg (through PyAV). Frames are decoded one at a
 time and only the sampled ones are kept, so memory does not grow with video length; for
-sparse samples the decoder seeks instead of decoding everything in between.
+sparse samples the decoder seeks instead of decoding everything in between, and between samples it
+skips the frames that no other frame is predicted from (the kept frames stay those of a full decode).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import stat
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -427,13 +430,25 @@ class _FrameShape:
         # Even sizes: chroma-subsampled pixel formats convert without a half-pixel edge.
         return _FrameShape(max(2, int(w * scale) & ~1), max(2, int(h * scale) & ~1), rotation)
 
-    def rgb(self, frame) -> np.ndarray:
-        """``frame`` as uint8 RGB [H, W, 3] at this shape, upright."""
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """(height, width) of the frames :meth:`rgb` returns, after rotation."""
+        k = int(round(self.rotation / 90.0)) % 4
+        return (self.width, self.height) if k % 2 else (self.height, self.width)
+
+    def rgb(self, frame, out: np.ndarray | None = None) -> np.ndarray:
+        """``frame`` as uint8 RGB [H, W, 3] at this shape, upright; written into ``out`` (of :attr:`upright_size`)
+        when given, which is returned. Filling a preallocated array spares a copy of every frame (np.stack) and
+        fresh memory for it, which costs more than the copy on a small VM."""
         if (frame.width, frame.height) == (self.width, self.height):
             arr = frame.to_ndarray(format="rgb24")
         else:
             arr = frame.to_ndarray(format="rgb24", width=self.width, height=self.height, interpolation="AREA")
-        return _upright(arr, self.rotation)
+        if out is None:
+            return _upright(arr, self.rotation)
+        k = int(round(self.rotation / 90.0)) % 4
+        out[...] = np.rot90(arr, k=k) if k else arr
+        return out
 
 
 def index_timing(container, vstream, astream, info: MediaInfo) -> float | None:
@@ -484,6 +499,138 @@ def _nominal_rate(stream) -> float | None:
     return None
 
 
+class _SkipUnsafe(Exception):
+    """Raised inside a skipping pass when the stream stops behaving as skipping assumes (see :class:`_SkipPlan`)."""
+
+
+_LOOKAHEAD = 16
+"""Packets demuxed ahead of the one being decoded, so that :class:`_SkipPlan` knows the frames around it (decode
+order differs from display order by at most a few frames: H.264 and HEVC reorder at most 16)."""
+_KNOWN = 64
+"""Recent packet times :class:`_SkipPlan` keeps to decide with (older ones only make it skip less)."""
+
+
+class _SkipPlan:
+    """Which packets the sampling loop of :func:`_read_frames` can do without, so the decoder skips them.
+
+    The loop keeps, for each target time, the first frame (in display order) whose time ``t`` has
+    ``t + half >= target`` (``half``: half a frame period). A packet at time ``t`` can therefore be dropped unless,
+    for the sample targets or the dense targets, the largest target ``tau`` with ``tau <= t + half`` could be
+    served by it first: it cannot when a known frame at an earlier time ``q`` already has ``q + half >= tau``.
+    Only such packets are decoded with ``skip_frame = NONREF``, and FFmpeg then drops them only when no other frame
+    is predicted from them (B-frames that are not references: about half the frames of a typical H.264 stream);
+    reference frames are decoded regardless. The frames the loop keeps are the same as without skipping.
+
+    That holds when the decoder returns one frame per packet with the packet's timestamp, in increasing time
+    order. :meth:`check` verifies both on every frame (and that no decoded packet failed to come out); any breach
+    raises :class:`_SkipUnsafe`, and the caller decodes again without skipping.
+    """
+
+    def __init__(self, stream, t0: float, half: float, targets: np.ndarray, dense_targets: np.ndarray) -> None:
+        tb = stream.time_base
+        self.num, self.den = tb.numerator, tb.denominator
+        self.t0, self.half = t0, half
+        self.lists = [np.asarray(x, dtype=np.float64) for x in (targets, dense_targets) if len(x)]
+        self.skipped = 0
+        self.active = True
+        """False once skipping is given up (a check failed before anything was skipped)."""
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget what was demuxed (after a seek the decoder restarts from a keyframe)."""
+        self.known: list[float] = []  # sorted times of recent packets
+        self.order: list[float] = []  # the same times, in demux order, for eviction
+        self.in_flight: dict[int, tuple[float, bool]] = {}  # pts -> (time, skipped) of packets sent, not yet out
+        self.last_out: float | None = None
+
+    def time(self, pts: int) -> float:
+        """Seconds from the stream start of ``pts``, by the very expression PyAV's ``Frame.time`` uses."""
+        return float(pts) * self.num / self.den - self.t0
+
+    def saw(self, packet) -> None:
+        """Note a packet as it is demuxed (ahead of its decoding)."""
+        if packet.pts is None or not packet.size:
+            return
+        t = self.time(packet.pts)
+        bisect.insort(self.known, t)
+        self.order.append(t)
+        if len(self.order) > _KNOWN:
+            old = self.order.pop(0)
+            del self.known[bisect.bisect_left(self.known, old)]
+
+    def skippable(self, packet) -> bool:
+        """Whether the loop needs no frame of ``packet`` (which :meth:`saw` has seen)."""
+        if not self.active or packet.pts is None or not packet.size:
+            return False
+        t = self.time(packet.pts)
+        k = bisect.bisect_left(self.known, t)
+        before = self.known[k - 1] if k > 0 else None  # the latest known frame strictly earlier
+        for marks in self.lists:
+            n = int(np.searchsorted(marks, t + self.half, side="right"))
+            if n == 0:
+                continue  # no target this early: this frame serves none
+            if before is None or before + self.half < marks[n - 1]:
+                return False  # it may be the first frame to reach target n - 1
+        return True
+
+    def sent(self, packet, skip: bool) -> None:
+        """Note that ``packet`` went to the decoder; ``skip``: with NONREF (its frame may or may not come out)."""
+        if packet.pts is None or not packet.size:
+            return
+        self.skipped += skip
+        self.in_flight[packet.pts] = (self.time(packet.pts), skip)
+
+    def check(self, frame, t: float) -> None:
+        """Verify what skipping assumes on a decoded frame at time ``t``; raise :class:`_SkipUnsafe` if it fails."""
+        if frame.pts is None or (self.last_out is not None and t <= self.last_out):
+            raise _SkipUnsafe  # untimed, or out of order
+        sent = self.in_flight.pop(frame.pts, None)
+        if sent is None or sent[0] != t:
+            raise _SkipUnsafe  # a frame that is not its packet's
+        self.last_out = t
+        for pts, (u, skipped) in list(self.in_flight.items()):
+            if u < t:
+                if not skipped:
+                    raise _SkipUnsafe  # a packet decoded in full never came out: a frame is missing
+                del self.in_flight[pts]  # dropped by the decoder, as asked
+
+
+def _packet_frames(container, stream, plan: _SkipPlan | None):
+    """Decoded frames of ``stream`` from the container's current position, as ``container.decode(stream)`` gives
+    them; with ``plan``, packets it finds unneeded are decoded with ``skip_frame = NONREF``.
+
+    Packets are demuxed up to :data:`_LOOKAHEAD` ahead; a demuxing error is raised only when decoding reaches the
+    packet where it happened, as it would be without the lookahead."""
+    import av
+
+    demuxer = container.demux(stream)
+    ctx = stream.codec_context
+    queue: deque = deque()
+    error: Exception | None = None
+    while True:
+        while error is None and len(queue) <= (_LOOKAHEAD if plan is not None else 0):
+            try:
+                packet = next(demuxer)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as exc:
+                error = exc
+                break
+            queue.append(packet)
+            if plan is not None:
+                plan.saw(packet)
+        if not queue:
+            if error is not None:
+                raise error
+            return
+        packet = queue.popleft()
+        if plan is not None:
+            skip = plan.skippable(packet)
+            ctx.skip_frame = "NONREF" if skip else "DEFAULT"
+            plan.sent(packet, skip)
+        yield from packet.decode()
+
+
 def _read_frames(
     path: Path,
     span: float | None,
@@ -495,116 +642,187 @@ def _read_frames(
     """Sampled RGB frames [N, H, W, 3], their times [N], and the optional dense grey frames, in one pass.
 
     ``index_rate``: frames per second to time frame k at k / index_rate, for streams whose timestamps are unusable
-    (:func:`_timestamps_usable`); then the stream is decoded straight through (seeking needs timestamps)."""
-    import av
+    (:func:`_timestamps_usable`); then the stream is decoded straight through (seeking needs timestamps).
 
-    container = _open(path)
-    kept: list[np.ndarray] = []
-    kept_t: list[float] = []
-    grey: list[np.ndarray] = []
-    grey_t: list[float] = []
-    grey_scale = 1.0
-    shape: _FrameShape | None = None
-    try:
-        stream = _main_video_stream(container)
-        stream.thread_type = "AUTO"
-        declared = (stream.codec_context.width or 0) * (stream.codec_context.height or 0)
-        if declared > FRAME_PIXELS:
-            # Frame threads each hold whole frames: a few of them are plenty for frames this large.
-            stream.codec_context.thread_count = 2
-        tb = float(stream.time_base) if stream.time_base else None
-        t0 = stream.start_time * tb if (stream.start_time is not None and tb) else 0.0
-        fps = index_rate or info.fps or 25.0
-        if span is not None:
-            targets = sample_times(span, cfg)
-        else:
-            # Unknown length: sample at a fixed rate until max_frames or max_seconds.
-            rate = cfg.fps or _FALLBACK_FPS
-            targets = (np.arange(cfg.max_frames) + 0.5) / rate
-            targets = targets[targets < cfg.max_seconds]
-        dense_targets = _dense_targets(span, dense)
-        i = j = 0
-        last_pts = last_dense_pts = None
-        decoder = container.decode(stream)
-        pos = 0.0
-        seeked_for = -1
-        count = 0  # frames decoded, for index timing
-        while i < len(targets) or j < len(dense_targets):
-            target = float(
-                min(targets[i] if i < len(targets) else np.inf, dense_targets[j] if j < len(dense_targets) else np.inf)
-            )
-            # One seek per target: the keyframe it lands on can still be far before the target
-            # (long GOPs), and seeking again from there would loop forever. The dense targets are
-            # contiguous from the start, so only sparse targets after them ever seek.
-            if tb and index_rate is None and j >= len(dense_targets) and target - pos > _SEEK_GAP_S and seeked_for != i:
-                seeked_for = i
-                try:
-                    container.seek(int((target + t0) / tb), stream=stream, backward=True)
-                    decoder = container.decode(stream)
-                except (av.error.FFmpegError, OverflowError, ValueError):
-                    pass  # damaged timing (an absurd time base or start): go on decoding in order
-            try:
-                frame = next(decoder)
-            except StopIteration:
-                break
-            except av.error.FFmpegError as exc:
-                # A damaged frame: skip it, keep what decoded. A file that never decodes ends below.
-                info.notes.append(f"damaged video data skipped ({type(exc).__name__})")
-                info.truncated = True
-                break
-            if index_rate is not None:
-                t, key = count / index_rate, count
+    Frames no target needs are skipped by the decoder where the codec allows it (:class:`_SkipPlan`); where the
+    stream breaks what that relies on (and under index timing, where skipping would shift the frame count), the
+    file is decoded again without skipping, so the frames kept are always those of a full decode."""
+    if index_rate is None:
+        try:
+            return _FramePass(path, span, cfg, info, dense, index_rate, skip=True).run()
+        except _SkipUnsafe:
+            pass
+    return _FramePass(path, span, cfg, info, dense, index_rate, skip=False).run()
+
+
+class _FramePass:
+    """One decoding pass of :func:`_read_frames`. ``info`` is updated only when the pass completes, so a skipping
+    pass that gives up (:class:`_SkipUnsafe`) leaves no trace."""
+
+    def __init__(
+        self,
+        path: Path,
+        span: float | None,
+        cfg: DecodeConfig,
+        info: MediaInfo,
+        dense: DenseSpec | None,
+        index_rate: float | None,
+        skip: bool,
+    ) -> None:
+        self.path, self.span, self.cfg, self.info = path, span, cfg, info
+        self.dense, self.index_rate, self.skip = dense, index_rate, skip
+
+    def run(self):
+        import av
+
+        path, span, cfg, dense, index_rate = self.path, self.span, self.cfg, self.dense, self.index_rate
+        container = _open(path)
+        notes: list[str] = []
+        truncated = False
+        rotation: int | None = None
+        out: np.ndarray | None = None  # every sample's slot, filled in place: no list of frames to stack
+        kept = 0
+        kept_t: list[float] = []
+        grey: list[np.ndarray] = []
+        grey_t: list[float] = []
+        grey_scale = 1.0
+        shape: _FrameShape | None = None
+        plan: _SkipPlan | None = None
+        try:
+            stream = _main_video_stream(container)
+            stream.thread_type = "AUTO"
+            declared = (stream.codec_context.width or 0) * (stream.codec_context.height or 0)
+            if declared > FRAME_PIXELS:
+                # Frame threads each hold whole frames: a few of them are plenty for frames this large.
+                stream.codec_context.thread_count = 2
+            tb = float(stream.time_base) if stream.time_base else None
+            t0 = stream.start_time * tb if (stream.start_time is not None and tb) else 0.0
+            fps = index_rate or self.info.fps or 25.0
+            if span is not None:
+                targets = sample_times(span, cfg)
             else:
-                t = (frame.time - t0) if frame.time is not None else pos + 1.0 / fps
-                if not math.isfinite(t):
-                    t = pos + 1.0 / fps
-                key = frame.pts  # a frame decoded again after a seek has the pts of one already kept
-            count += 1
-            pos = t
-            if t + 0.5 / fps < target:
-                continue
-            want_dense = (
-                j < len(dense_targets)
-                and t + 0.5 / fps >= dense_targets[j]
-                and not (key is not None and key == last_dense_pts)
-            )
-            want_sample = i < len(targets) and t + 0.5 / fps >= targets[i] and not (key is not None and key == last_pts)
-            if not (want_dense or want_sample):
-                continue
-            if shape is None:
-                shape = _FrameShape.first(frame, len(targets))
-                if (shape.width, shape.height) != (frame.width, frame.height):
-                    info.notes.append(
-                        f"frames of {frame.width}x{frame.height} analysed at {shape.width}x{shape.height}"
+                # Unknown length: sample at a fixed rate until max_frames or max_seconds.
+                rate = cfg.fps or _FALLBACK_FPS
+                targets = (np.arange(cfg.max_frames) + 0.5) / rate
+                targets = targets[targets < cfg.max_seconds]
+            dense_targets = _dense_targets(span, dense)
+            if self.skip and tb and stream.time_base is not None:
+                plan = _SkipPlan(stream, t0, 0.5 / fps, targets, dense_targets)
+            i = j = 0
+            last_pts = last_dense_pts = None
+            decoder = _packet_frames(container, stream, plan)
+            pos = 0.0
+            seeked_for = -1
+            count = 0  # frames decoded, for index timing
+            while i < len(targets) or j < len(dense_targets):
+                target = float(
+                    min(
+                        targets[i] if i < len(targets) else np.inf,
+                        dense_targets[j] if j < len(dense_targets) else np.inf,
                     )
-            rgb = shape.rgb(frame)
-            if want_dense:
-                g, grey_scale = _grey(rgb, dense.max_side)  # type: ignore[union-attr]
-                grey.append(g)
-                grey_t.append(max(t, 0.0))
-                last_dense_pts = key
-                while j < len(dense_targets) and dense_targets[j] <= t + 0.5 / fps:
-                    j += 1
-            if want_sample:
-                info.rotation = shape.rotation
-                kept.append(rgb)
-                kept_t.append(max(t, 0.0))
-                last_pts = key
-                # One decoded frame may be the nearest to several targets in a low-fps video.
-                while i < len(targets) and targets[i] <= t + 0.5 / fps:
-                    i += 1
-    except av.error.FFmpegError as exc:
-        if not kept:
-            raise _av_error(exc) from None
-        info.truncated = True
-    finally:
-        container.close()
-    dense_frames = DenseFrames(np.stack(grey), np.asarray(grey_t, dtype=np.float64), grey_scale) if grey else None
-    if not kept:
-        return None, np.zeros(0), dense_frames
-    frames = np.stack(kept)
-    info.height, info.width = int(frames.shape[1]), int(frames.shape[2])
-    return frames, np.asarray(kept_t, dtype=np.float64), dense_frames
+                )
+                # One seek per target: the keyframe it lands on can still be far before the target
+                # (long GOPs), and seeking again from there would loop forever. The dense targets are
+                # contiguous from the start, so only sparse targets after them ever seek.
+                if (
+                    tb
+                    and index_rate is None
+                    and j >= len(dense_targets)
+                    and target - pos > _SEEK_GAP_S
+                    and seeked_for != i
+                ):
+                    seeked_for = i
+                    try:
+                        container.seek(int((target + t0) / tb), stream=stream, backward=True)
+                        if plan is not None:
+                            plan.reset()
+                        decoder = _packet_frames(container, stream, plan)
+                    except (av.error.FFmpegError, OverflowError, ValueError):
+                        pass  # damaged timing (an absurd time base or start): go on decoding in order
+                try:
+                    frame = next(decoder)
+                except StopIteration:
+                    break
+                except av.error.FFmpegError as exc:
+                    if plan is not None and plan.skipped:
+                        raise _SkipUnsafe from None  # a decode without skipping reports the damage as it always did
+                    # A damaged frame: skip it, keep what decoded. A file that never decodes ends below.
+                    notes.append(f"damaged video data skipped ({type(exc).__name__})")
+                    truncated = True
+                    break
+                if index_rate is not None:
+                    t, key = count / index_rate, count
+                else:
+                    t = (frame.time - t0) if frame.time is not None else pos + 1.0 / fps
+                    if not math.isfinite(t):
+                        t = pos + 1.0 / fps
+                    key = frame.pts  # a frame decoded again after a seek has the pts of one already kept
+                if plan is not None and plan.active:
+                    try:
+                        plan.check(frame, t)
+                    except _SkipUnsafe:
+                        if plan.skipped:
+                            raise
+                        plan.active = False  # nothing skipped yet: go on without skipping, this pass is still exact
+                count += 1
+                pos = t
+                if t + 0.5 / fps < target:
+                    continue
+                want_dense = (
+                    j < len(dense_targets)
+                    and t + 0.5 / fps >= dense_targets[j]
+                    and not (key is not None and key == last_dense_pts)
+                )
+                want_sample = (
+                    i < len(targets) and t + 0.5 / fps >= targets[i] and not (key is not None and key == last_pts)
+                )
+                if not (want_dense or want_sample):
+                    continue
+                if shape is None:
+                    shape = _FrameShape.first(frame, len(targets))
+                    if (shape.width, shape.height) != (frame.width, frame.height):
+                        notes.append(f"frames of {frame.width}x{frame.height} analysed at {shape.width}x{shape.height}")
+                if want_sample:
+                    if out is None:
+                        out = np.empty((len(targets), *shape.upright_size, 3), np.uint8)
+                    rgb = shape.rgb(frame, out=out[kept])
+                else:
+                    rgb = shape.rgb(frame)
+                if want_dense:
+                    g, grey_scale = _grey(rgb, dense.max_side)  # type: ignore[union-attr]
+                    grey.append(g)
+                    grey_t.append(max(t, 0.0))
+                    last_dense_pts = key
+                    while j < len(dense_targets) and dense_targets[j] <= t + 0.5 / fps:
+                        j += 1
+                if want_sample:
+                    rotation = shape.rotation
+                    kept += 1
+                    kept_t.append(max(t, 0.0))
+                    last_pts = key
+                    # One decoded frame may be the nearest to several targets in a low-fps video.
+                    while i < len(targets) and targets[i] <= t + 0.5 / fps:
+                        i += 1
+        except av.error.FFmpegError as exc:
+            if plan is not None and plan.skipped:
+                raise _SkipUnsafe from None
+            if not kept:
+                raise _av_error(exc) from None
+            truncated = True
+        finally:
+            container.close()
+        info = self.info
+        info.notes.extend(notes)
+        info.truncated = info.truncated or truncated
+        if rotation is not None:
+            info.rotation = rotation
+        dense_frames = DenseFrames(np.stack(grey), np.asarray(grey_t, dtype=np.float64), grey_scale) if grey else None
+        if not kept or out is None:
+            return None, np.zeros(0), dense_frames
+        # Fewer samples than targets (a frame nearest to several, or a short stream): a view of the filled slots.
+        frames = out[:kept]
+        info.height, info.width = int(frames.shape[1]), int(frames.shape[2])
+        return frames, np.asarray(kept_t, dtype=np.float64), dense_frames
 
 
 def _read_audio(path: Path, span: float | None, cfg: DecodeConfig, info: MediaInfo) -> np.ndarray:

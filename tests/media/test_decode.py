@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import tracemalloc
 from pathlib import Path
@@ -218,3 +219,103 @@ def test_frames_whose_timestamps_all_repeat_are_timed_by_their_index(tmp_path: P
     assert np.abs(got.frames.astype(int) - want.frames.astype(int)).max() == 0  # the same frames, not just times
     assert any("timestamps repeat or are missing" in n for n in got.info.notes)
     assert not any("timestamps" in n for n in want.info.notes)
+
+
+_decode_module = importlib.import_module("multimodal_df.media.decode")  # the package exports decode() under that name
+
+
+def _decoded_counts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the frames the decoder returns in each pass of the frame reader (one entry per pass)."""
+    mod = _decode_module
+    counts: list[int] = []
+    real_run, real_frames = mod._FramePass.run, mod._packet_frames
+
+    def run(self):
+        counts.append(0)
+        return real_run(self)
+
+    def frames(container, stream, plan):
+        for frame in real_frames(container, stream, plan):
+            counts[-1] += 1
+            yield frame
+
+    monkeypatch.setattr(mod._FramePass, "run", run)
+    monkeypatch.setattr(mod, "_packet_frames", frames)
+    return counts
+
+
+def _same_clip(a, b) -> None:
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.frame_times, b.frame_times)
+    assert a.info == b.info
+    assert (a.dense is None) == (b.dense is None)
+    if a.dense is not None:
+        assert np.array_equal(a.dense.frames, b.dense.frames) and np.array_equal(a.dense.times, b.dense.times)
+
+
+@pytest.fixture(scope="module")
+def bframe_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # x264's defaults: 3 B-frames between references, so about half the frames are references to no other frame.
+    frames, _ = render_frames(FixtureSpec(seed=8, duration=6.0, width=160, height=120, fps=30))
+    frames[:, :4] = np.arange(len(frames), dtype=np.uint8)[:, None, None, None] * 1  # every frame different
+    return write_mp4(tmp_path_factory.mktemp("b") / "b.mp4", frames, 30, None)
+
+
+@pytest.mark.parametrize(
+    "cfg, dense",
+    [
+        (DecodeConfig(num_frames=32), False),
+        (DecodeConfig(num_frames=7), True),
+        (DecodeConfig(fps=5.0, max_frames=64), False),
+        (DecodeConfig(num_frames=2), False),  # 3 s apart: no seek, long stretches of unneeded frames
+    ],
+)
+def test_skipping_unneeded_frames_keeps_the_same_frames(
+    bframe_clip: Path, monkeypatch: pytest.MonkeyPatch, cfg: DecodeConfig, dense: bool
+) -> None:
+    from multimodal_df.fusion.sync import DENSE
+
+    mod = _decode_module
+
+    counts = _decoded_counts(monkeypatch)
+    fast = decode(bframe_clip, cfg, DENSE if dense else None)
+    monkeypatch.setattr(mod._SkipPlan, "skippable", lambda self, packet: False)
+    full = decode(bframe_clip, cfg, DENSE if dense else None)
+    _same_clip(fast, full)
+    assert len(counts) == 2 and counts[0] < counts[1], counts  # one pass each; the decoder did drop frames
+
+
+def test_skipping_with_seeks_keeps_the_same_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    frames, _ = render_frames(FixtureSpec(seed=9, duration=30.0, width=64, height=48, fps=10))
+    frames[:, :4] = (np.arange(len(frames)) % 256).astype(np.uint8)[:, None, None, None]
+    p = write_mp4(tmp_path / "seek.mp4", frames, 10, None, keyframe_interval=40)
+    mod = _decode_module
+
+    counts = _decoded_counts(monkeypatch)
+    fast = decode(p, DecodeConfig(num_frames=4))  # 7.5 s apart: seeks
+    monkeypatch.setattr(mod._SkipPlan, "skippable", lambda self, packet: False)
+    full = decode(p, DecodeConfig(num_frames=4))
+    _same_clip(fast, full)
+    assert len(counts) == 2 and counts[0] < counts[1], counts
+
+
+def test_skipping_is_given_up_when_the_stream_breaks_its_assumptions(
+    bframe_clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A decoder that returned frames out of order, or lost one, would make a skipped frame the one needed: the
+    # reader then decodes the file again without skipping. Simulated by a check that fails on the 40th frame.
+    mod = _decode_module
+
+    full = decode(bframe_clip, DecodeConfig(num_frames=12))
+    counts = _decoded_counts(monkeypatch)
+    real_check, seen = mod._SkipPlan.check, []
+
+    def failing(self, frame, t):
+        seen.append(t)
+        if len(seen) == 40:
+            raise mod._SkipUnsafe
+        real_check(self, frame, t)
+
+    monkeypatch.setattr(mod._SkipPlan, "check", failing)
+    again = decode(bframe_clip, DecodeConfig(num_frames=12))
+    _same_clip(again, full)
+    assert len(counts) == 2 and counts[0] == 40 and counts[1] > 40, counts  # a skipping pass, then a full one
