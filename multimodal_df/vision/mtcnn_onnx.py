@@ -38,6 +38,10 @@ _OUTPUTS = {"pnet": ["reg", "prob"], "rnet": ["reg", "prob"], "onet": ["reg", "l
 _INPUT_SIDE = {"rnet": 24, "onet": 48}
 _CHUNK = 512
 """Most R-Net / O-Net crops per session call (bounds the batch's memory, as facenet-pytorch does)."""
+_PNET_IMAGES = 4
+"""Most images per P-Net call. Each image's output is the same whatever the batch (convolutions are per image); the
+activations of one call are what ONNX Runtime must hold: about 13 MB per 640x360 image at the first pyramid level,
+so 16 images took some 350 MB of fresh memory per frame batch, whose page faults cost more than the calls saved."""
 
 
 # ------------------------------------------------------------------------------------------- export (PyTorch)
@@ -137,9 +141,10 @@ def area_crops(ii: np.ndarray, y0: np.ndarray, x0: np.ndarray, hh: np.ndarray, w
     return (total.astype(np.float32) / kh / kw).transpose(0, 3, 1, 2)
 
 
-def area_resize(ii: np.ndarray, oh: int, ow: int) -> np.ndarray:
+def area_resize(ii: np.ndarray, oh: int, ow: int, out: np.ndarray | None = None) -> np.ndarray:
     """Area-resample a whole image (its integral image ``ii`` [H + 1, W + 1, C]) to ``oh`` x ``ow``: float32
     [1, C, oh, ow], the same values bit for bit as :func:`area_crops` over the full image, computed separably.
+    ``out``: a float32 array of shape [C, oh, ow] to write into (it is then returned as [1, C, oh, ow]).
 
     Differencing whole rows of the integral image first gives every output row's column-cumulative sums; two
     column gathers then finish each window, instead of gathering four scattered corners per output pixel: about 4x
@@ -153,12 +158,23 @@ def area_resize(ii: np.ndarray, oh: int, ow: int) -> np.ndarray:
     total = np.take(rows, xe, axis=1) - np.take(rows, xs, axis=1)  # [oh, ow, C]
     kh = (ye - ys).astype(np.float32)[:, None, None]
     kw = (xe - xs).astype(np.float32)[None, :, None]
-    return (total.astype(np.float32) / kh / kw).transpose(2, 0, 1)[None]
+    mean = total.astype(np.float32)
+    mean /= kh  # in place: the same float32 divisions, in the same order, without two temporaries
+    mean /= kw
+    if out is None:
+        return mean.transpose(2, 0, 1)[None]
+    out[...] = mean.transpose(2, 0, 1)
+    return out[None]
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
-    """Pixel values 0-255 -> the networks' input range, as facenet-pytorch scales them."""
-    return np.ascontiguousarray((x - 127.5) * 0.0078125, dtype=np.float32)
+    """Pixel values 0-255 -> the networks' input range, as facenet-pytorch scales them: in place on a contiguous
+    float32 array (the same float32 arithmetic as ``(x - 127.5) * 0.0078125``), which is returned."""
+    if x.dtype != np.float32 or not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+    x -= np.float32(127.5)
+    x *= np.float32(0.0078125)
+    return x
 
 
 # ------------------------------------------------------------------------------------------- boxes
@@ -314,8 +330,10 @@ class OnnxMTCNN:
         found, where = [], []
         for scale in self.scales(h, w):
             hs, ws = int(h * scale + 1), int(w * scale + 1)
-            level = np.concatenate([area_resize(x, hs, ws) for x in ii])
-            reg, prob = self.sessions["pnet"].run(_OUTPUTS["pnet"], {"x": _normalise(level)})
+            level = np.empty((len(ii), 3, hs, ws), np.float32)
+            for n, x in enumerate(ii):
+                area_resize(x, hs, ws, out=level[n])
+            reg, prob = self._run("pnet", _normalise(level), _PNET_IMAGES)
             score = prob[:, 1]
             img, yy, xx = np.nonzero(score >= self.thresholds[0])
             if not len(img):
@@ -351,9 +369,10 @@ class OnnxMTCNN:
             out[sel] = area_crops(ii[n], y[sel], x[sel], ey[sel] - y[sel], ex[sel] - x[sel], side, side)
         return _normalise(out), ok
 
-    def _run(self, net: str, x: np.ndarray) -> list[np.ndarray]:
-        parts = [self.sessions[net].run(_OUTPUTS[net], {"x": x[i : i + _CHUNK]}) for i in range(0, len(x), _CHUNK)]
-        return [np.concatenate(p) for p in zip(*parts)]
+    def _run(self, net: str, x: np.ndarray, chunk: int = _CHUNK) -> list[np.ndarray]:
+        """``net``'s outputs on the batch ``x``, run ``chunk`` items at a time."""
+        parts = [self.sessions[net].run(_OUTPUTS[net], {"x": x[i : i + chunk]}) for i in range(0, len(x), chunk)]
+        return parts[0] if len(parts) == 1 else [np.concatenate(p) for p in zip(*parts)]
 
     # Stage 2: R-Net on 24 x 24 crops.
     def _refine(self, ii: list[np.ndarray], boxes: np.ndarray, image: np.ndarray, h: int, w: int):
@@ -413,5 +432,9 @@ def _session(path: Path, providers: tuple[str, ...], threads: int) -> Any:
             opts.intra_op_num_threads = max(1, threads)
             opts.inter_op_num_threads = 1
             opts.log_severity_level = 3
+            # Idle pool threads sleep instead of spinning: between the many short calls of the cascade they would
+            # otherwise busy-wait on the cores that NumPy, the decoder and other processes need (measured faster on
+            # 2 shared cores); the results do not depend on it.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             _SESSIONS[key] = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
         return _SESSIONS[key]

@@ -126,3 +126,18 @@ def test_fast_resampling_is_bit_identical_to_the_reference_arithmetic() -> None:
             oh, ow = int(h * scale + 1), int(w * scale + 1)
             whole = area_crops(ii, np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([h]), np.array([w]), oh, ow)
             assert np.array_equal(area_resize(ii, oh, ow), whole)
+
+
+def test_pnet_in_small_batches_gives_what_one_batch_gives(graphs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # P-Net runs a few images per call to bound ONNX Runtime's memory; the faces must not depend on it.
+    from multimodal_df.vision import mtcnn_onnx
+
+    frames = _frames()
+    ours = OnnxMTCNN(graphs, 20, [0.6, 0.7, 0.7])
+    chunked = ours.detect(frames)
+    assert len(frames) > mtcnn_onnx._PNET_IMAGES and sum(len(f.boxes) for f in chunked) > 0
+    monkeypatch.setattr(mtcnn_onnx, "_PNET_IMAGES", len(frames))
+    whole = ours.detect(frames)
+    for a, b in zip(chunked, whole):
+        assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.probs, b.probs)
+        assert np.array_equal(a.landmarks, b.landmarks)
