@@ -78,6 +78,27 @@ def test_onnx_logits_match_pytorch_on_fixtures(exported: Path, clips: dict[str, 
                     assert np.abs(w - g).max() <= 1e-3, (branch, path.name)
 
 
+def test_vision_on_onnx_cpu_runs_small_batches_with_the_same_scores(
+    exported: Path, clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from multimodal_df.pipeline import detector as detector_module
+
+    cap = detector_module.ONNX_CPU_BATCH
+    det = Detector.load(exported, "cpu", runtime="onnx")
+    assert det.batch_for("vision") == cap < det.batch_size and det.batch_for("audio") == det.batch_size
+    assert Detector.load(exported, "cpu").batch_for("vision") == det.batch_size  # PyTorch keeps its batches
+    clip = decode(clips["real"], det.decode_cfg)
+    track = det.track_faces(clip)
+    n = len(track) - 1 if len(track) % cap == 0 else len(track)  # several batches and a short last one
+    assert n > cap and n % cap != 0
+    crops, times = track.crops[:n], track.times[:n]
+    small = det.vision_output(crops, times, track.num_frames)
+    monkeypatch.setattr(detector_module, "ONNX_CPU_BATCH", n)
+    assert det.batch_for("vision") == n
+    whole = det.vision_output(crops, times, track.num_frames)
+    assert np.array_equal(small.crop_logits, whole.crop_logits) and np.array_equal(small.embedding, whole.embedding)
+
+
 def run(argv: list[str]) -> tuple[int, list[dict]]:
     buf = io.StringIO()
     code = predict.main(argv, out=buf)
