@@ -118,8 +118,11 @@ def _mtcnn(min_face_size: int, thresholds: list[float], device: str):
         return _MTCNN_CACHE[key]
 
 
-def _onnx_mtcnn(directory: str | Path, min_face_size: int, thresholds: list[float], device: str):
-    """The ONNX Runtime MTCNN (sessions are shared per process by :mod:`.mtcnn_onnx`)."""
+def _onnx_mtcnn(
+    directory: str | Path, min_face_size: int, thresholds: list[float], device: str, threads: int | None = None
+):
+    """The ONNX Runtime MTCNN (sessions are shared per process by :mod:`.mtcnn_onnx`); ``threads`` intra-op threads
+    per session (default: :func:`~.mtcnn_onnx.default_threads`)."""
     from .mtcnn_onnx import OnnxMTCNN, default_threads
 
     providers = ["CPUExecutionProvider"]
@@ -127,7 +130,7 @@ def _onnx_mtcnn(directory: str | Path, min_face_size: int, thresholds: list[floa
         import onnxruntime as ort
 
         providers = [p for p in ("CUDAExecutionProvider",) if p in ort.get_available_providers()] + providers
-    return OnnxMTCNN(directory, min_face_size, thresholds, providers=providers, threads=default_threads())
+    return OnnxMTCNN(directory, min_face_size, thresholds, providers=providers, threads=threads or default_threads())
 
 
 def _resize(img: np.ndarray, scale: float) -> np.ndarray:
@@ -190,9 +193,9 @@ class FaceDetector:
         Runtime copy of the networks when the detector has their graphs."""
         out: list[Detections] = [Detections.empty() for _ in images]
         if self.mtcnn_graphs is not None:
-            onnx = _onnx_mtcnn(self.mtcnn_graphs, min_face_size, self.cfg.thresholds, self.device)
-            for part in self._batches(images, min_face_size):
-                for i, f in zip(part, onnx.detect([images[i] for i in part])):
+            parts = list(self._batches(images, min_face_size))
+            for part, faces in self._onnx_parts(images, parts, min_face_size):
+                for i, f in zip(part, faces):
                     out[i] = self._kept(f.boxes, f.probs, f.landmarks)
             return out
         mtcnn = _mtcnn(min_face_size, self.cfg.thresholds, self.device)
@@ -203,6 +206,29 @@ class FaceDetector:
                 if b is not None:
                     out[i] = self._kept(b, p, lm)
         return out
+
+    def _onnx_parts(self, images: list[np.ndarray], parts: list[list[int]], min_face_size: int):
+        """(part, faces of its images) for every batch of ``parts``, on the ONNX Runtime MTCNN.
+
+        On the CPU with several batches and cores, the batches run side by side on one thread per core, each with
+        single-threaded sessions: the cascade's NumPy steps (pyramid levels, NMS, crop resampling) then run in
+        parallel too (NumPy, OpenCV and ONNX Runtime release the GIL), where one batch at a time left a core idle
+        during them and its short R-Net / O-Net calls split poorly over threads. Each batch is the same call as
+        before, and ONNX Runtime's thread count does not change its floats, so the faces are the same."""
+        from .mtcnn_onnx import default_threads
+
+        cores = default_threads()
+        workers = min(len(parts), cores) if not self.device.startswith("cuda") else 1
+        if workers <= 1:
+            onnx = _onnx_mtcnn(self.mtcnn_graphs, min_face_size, self.cfg.thresholds, self.device)  # type: ignore[arg-type]
+            for part in parts:
+                yield part, onnx.detect([images[i] for i in part])
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        onnx = _onnx_mtcnn(self.mtcnn_graphs, min_face_size, self.cfg.thresholds, self.device, threads=1)  # type: ignore[arg-type]
+        with ThreadPoolExecutor(workers, thread_name_prefix="mtcnn") as pool:
+            yield from zip(parts, pool.map(lambda part: onnx.detect([images[i] for i in part]), parts))
 
     def _scaled(self, frames: np.ndarray, scale: float, min_face_size: int) -> list[Detections]:
         """Detect on frames resized by ``scale``; boxes and landmarks come back in full-resolution pixels."""

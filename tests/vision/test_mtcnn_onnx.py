@@ -141,3 +141,35 @@ def test_pnet_in_small_batches_gives_what_one_batch_gives(graphs: Path, monkeypa
     for a, b in zip(chunked, whole):
         assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.probs, b.probs)
         assert np.array_equal(a.landmarks, b.landmarks)
+
+
+def test_face_batches_side_by_side_find_the_same_faces(graphs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With several frame batches and cores, batches run on parallel threads with single-threaded sessions.
+    import threading
+
+    from multimodal_df.config import FaceConfig
+    from multimodal_df.vision import mtcnn_onnx
+
+    frames = _frames()
+    cfg = FaceConfig(batch_size=max(1, len(frames) // 3))  # three or four batches
+    where: list[tuple[str, int]] = []
+    real = mtcnn_onnx.OnnxMTCNN.detect
+
+    def spy(self, images):
+        where.append(
+            (threading.current_thread().name, self.sessions["pnet"].get_session_options().intra_op_num_threads)
+        )
+        return real(self, images)
+
+    monkeypatch.setattr(mtcnn_onnx.OnnxMTCNN, "detect", spy)
+    monkeypatch.setattr(mtcnn_onnx, "default_threads", lambda: 2)
+    parallel = FaceDetector(cfg, crop_size=64, mtcnn_graphs=graphs).detect(frames)
+    assert len(where) >= 3 and all(name.startswith("mtcnn") and threads == 1 for name, threads in where), where
+    where.clear()
+    monkeypatch.setattr(mtcnn_onnx, "default_threads", lambda: 1)
+    serial = FaceDetector(cfg, crop_size=64, mtcnn_graphs=graphs).detect(frames)
+    assert all(name == threading.main_thread().name for name, _ in where), where
+    assert sum(len(d) for d in serial) > 0
+    for a, b in zip(parallel, serial):
+        assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.probs, b.probs)
+        assert np.array_equal(a.landmarks, b.landmarks)
