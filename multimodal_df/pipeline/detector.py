@@ -17,6 +17,7 @@ models needs it, so a detector on ONNX Runtime starts without it.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -308,10 +309,13 @@ class Detector:
             crops[order], np.zeros(n, np.int64), np.zeros(n), boxes[order], probs[order], landmarks[order], 1
         )
 
-    def analyze_clip(self, clip: Clip, pred: Prediction | None = None) -> Analysis:
+    def analyze_clip(
+        self, clip: Clip, pred: Prediction | None = None, provenance: Callable[[], None] | None = None
+    ) -> Analysis:
         """Score an already decoded clip: the prediction, the clip and the face track that was scored.
 
-        Raises :class:`MediaError` when nothing can be scored.
+        ``provenance``: called before the label is decided, to wait for a provenance stage running on another
+        thread (see :meth:`analyze`). Raises :class:`MediaError` when nothing can be scored.
         """
         pred = pred or Prediction(path=clip.info.path)
         pred.info = clip.info
@@ -364,6 +368,8 @@ class Detector:
         pred.p_fake = self.fuse(v, a, s)
         timings["fusion"] = time.perf_counter() - t
         pred.threshold = self.threshold
+        if provenance is not None:
+            provenance()
         # The model's P(fake) stays as it is; a file that declares itself AI-made (or carries a generator's
         # watermark) is labelled fake from that evidence, and pred.evidence says which evidence decided.
         pred.evidence = decide(pred.p_fake, pred.threshold, pred.provenance)
@@ -393,9 +399,12 @@ class Detector:
                 self.run_provenance(path, None, pred)
                 raise
             pred.timings["decode"] = time.perf_counter() - start
-            # Before the models, on the frames already decoded: nothing is decoded twice.
-            self.run_provenance(path, clip.frames if clip.info.kind == "video" else None, pred)
-            result = self.analyze_clip(clip, pred)
+            # On the frames already decoded (nothing is decoded twice), beside the models: see _provenance_beside.
+            wait = self._provenance_beside(path, clip.frames if clip.info.kind == "video" else None, pred)
+            try:
+                result = self.analyze_clip(clip, pred, provenance=wait)
+            finally:
+                wait()
         except MediaError as exc:
             pred.error = exc.reason
         except Exception as exc:
@@ -407,6 +416,42 @@ class Detector:
             pred.notes.extend(pred.evidence.notes)
         pred.seconds = time.perf_counter() - start
         return result
+
+    def _provenance_beside(self, path: str | Path, frames: np.ndarray | None, pred: Prediction) -> Callable[[], None]:
+        """Start :meth:`run_provenance` on a second thread; returns a function that waits for it and puts its report
+        and time into ``pred`` (callable more than once).
+
+        The stage (C2PA, metadata, the watermark decoder) is mostly single-threaded NumPy, OpenCV and native code
+        that releases the GIL, while the face detector and the models leave part of the cores idle; only the label
+        needs its report. ``pred.timings`` keeps the stage's place before the models."""
+        if not self.provenance.enabled:
+            return lambda: None
+        pred.timings["provenance"] = 0.0  # its place among the stages; the time is filled in when it ends
+        scratch = Prediction(path=pred.path)
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                self.run_provenance(path, frames, scratch)
+            except BaseException as exc:  # handed to the caller's thread, as if the stage had run there
+                failure.append(exc)
+
+        thread = threading.Thread(target=work, name="provenance", daemon=True)
+        thread.start()
+
+        waited: list[bool] = []
+
+        def wait() -> None:
+            if waited:
+                return
+            waited.append(True)
+            thread.join()
+            if failure:
+                raise failure[0]
+            pred.provenance = scratch.provenance
+            pred.timings["provenance"] = scratch.timings["provenance"]
+
+        return wait
 
     def run_provenance(self, path: str | Path, frames: np.ndarray | None, pred: Prediction) -> None:
         """Inspect what ``path`` says about its origin into ``pred.provenance`` (unless switched off).

@@ -299,3 +299,41 @@ def test_api_and_report_show_provenance(detector_dir: Path, files: dict[str, Pat
     clean = det.analyze(files["clean"])
     page = det.explain(clean).save(tmp_path / "clean_report", clean.prediction).read_text()
     assert "The label comes from the model" in page and "no known generator watermark found" in page
+
+
+def test_the_stage_runs_beside_the_models_with_the_same_records(
+    detector_dir: Path, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # analyze() runs the stage on a second thread while faces and models run; the records must not change.
+    import threading
+
+    from multimodal_df.pipeline.detector import Detector
+
+    det = Detector.load(detector_dir, "cpu")
+    threads: list[str] = []
+    real = Detector.run_provenance
+
+    def spy(self, path, frames, pred):
+        threads.append(threading.current_thread().name)
+        real(self, path, frames, pred)
+
+    monkeypatch.setattr(Detector, "run_provenance", spy)
+
+    def strip(rec: dict) -> dict:
+        rec = {k: v for k, v in rec.items() if k not in ("seconds", "timings")}
+        rec["provenance"] = {k: v for k, v in rec["provenance"].items() if k != "timings_ms"}
+        return rec
+
+    names = ["c2pa_mp4", "plain_mp4", "c2pa_short_mp4"]
+    beside = [det.predict(files[k]).to_json() for k in names]
+    assert threads[:2] == ["provenance", "provenance"]  # the short clip fails to decode: checked in line
+    assert list(beside[0]["timings"])[:2] == ["decode", "provenance"] and beside[0]["timings"]["provenance"] > 0
+
+    def in_line(self, path, frames, pred):  # the stage in the caller's thread, before the models, as it was
+        self.run_provenance(path, frames, pred)
+        return lambda: None
+
+    monkeypatch.setattr(Detector, "_provenance_beside", in_line)
+    in_order = [det.predict(files[k]).to_json() for k in names]
+    assert [strip(r) for r in beside] == [strip(r) for r in in_order]
+    assert beside[0]["label"] == "fake" and beside[0]["evidence"]["label_from"] == "provenance"
