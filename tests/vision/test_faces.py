@@ -52,6 +52,33 @@ def test_track_follows_the_main_face_and_crops_are_square() -> None:
         assert abs(cx - gx) < 25 and abs(cy - gy) < 30  # on the rendered head
 
 
+def test_crops_cut_on_several_threads_are_the_crops_cut_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from multimodal_df.vision import mtcnn_onnx
+
+    frames, _ = render_frames(FixtureSpec(seed=12, width=200, height=160, duration=1.5, fps=8))
+    det = FaceDetector(crop_size=72)
+    dets = det.detect(frames)
+    idx = np.array([i for i, d in enumerate(dets) if len(d)])
+    boxes = np.stack([dets[i].boxes[0] for i in idx])
+    assert len(idx) >= 8
+    import threading
+
+    from multimodal_df.vision import faces
+
+    names: set[str] = set()
+
+    def spy(*args, **kwargs):
+        names.add(threading.current_thread().name)
+        return square_crop(*args, **kwargs)
+
+    monkeypatch.setattr(mtcnn_onnx, "default_threads", lambda: 2)
+    monkeypatch.setattr(faces, "square_crop", spy)
+    threaded = det._crops(frames, idx, boxes)
+    assert names and all(n.startswith("crops") for n in names)
+    want = np.stack([square_crop(frames[i], b, det.cfg.margin, 72) for i, b in zip(idx, boxes)])
+    assert threaded.shape == want.shape and np.array_equal(threaded, want)
+
+
 def test_largest_face_wins_over_a_small_one() -> None:
     import cv2
 
