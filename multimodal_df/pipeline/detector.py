@@ -399,8 +399,14 @@ class Detector:
                 self.run_provenance(path, None, pred)
                 raise
             pred.timings["decode"] = time.perf_counter() - start
-            # On the frames already decoded (nothing is decoded twice), beside the models: see _provenance_beside.
-            wait = self._provenance_beside(path, clip.frames if clip.info.kind == "video" else None, pred)
+            if clip.info.kind == "video":
+                # On the frames already decoded (nothing is decoded twice), beside the models: _provenance_beside.
+                wait = self._provenance_beside(path, clip.frames, pred)
+            else:
+                # A still image is decoded again at native size for the watermark check (up to 50 MP): beside the
+                # models that decode's memory would add to theirs. On images and audio the stage is short anyway.
+                self.run_provenance(path, None, pred)
+                wait = lambda: None  # noqa: E731
             try:
                 result = self.analyze_clip(clip, pred, provenance=wait)
             finally:

@@ -15,7 +15,7 @@ from ..media.sniff import HEAD_BYTES, FileType, identify
 from .c2pa_check import check_c2pa
 from .metadata import av_metadata, image_metadata
 from .report import C2paResult, MetadataResult, ProvenanceReport, WatermarkResult
-from .watermark import FRAME_BLOCK_BUDGET, IMAGE_BLOCK_BUDGET, MAX_FRAMES, check_watermarks
+from .watermark import FRAME_BLOCK_BUDGET, IMAGE_BLOCK_BUDGET, MAX_FRAMES, check_watermarks, rows_read
 
 MAX_IMAGE_PIXELS = 50_000_000
 """Larger images are not decoded for the watermark check (decompression bombs)."""
@@ -65,7 +65,12 @@ def _image_checks(path: Path, notes: list[str]) -> tuple[MetadataResult, Waterma
                 try:
                     # Loading first also brings in PNG text chunks stored after the image data.
                     im.load()
-                    rgb = np.asarray(im.convert("RGB"))
+                    # Only the rows the watermark check reads: a full-size RGB copy of a 50 MP image is 150 MB,
+                    # held while the models run beside this stage.
+                    keep = rows_read(h, w, IMAGE_BLOCK_BUDGET)
+                    # Fewer rows than that (a very wide strip) still go whole: the decoder refuses them itself.
+                    top = im.crop((0, 0, w, keep)) if 0 < keep < h else im
+                    rgb = np.asarray(top.convert("RGB"))
                 except Exception as exc:
                     notes.append(f"image pixels undecodable ({type(exc).__name__}); watermark not checked")
             else:

@@ -167,13 +167,17 @@ def _library_block_votes(bgr: np.ndarray) -> np.ndarray:
     return np.asarray(votes, dtype=np.float64)
 
 
-def _crop_rows(img: np.ndarray, budget: int) -> np.ndarray:
-    """Top rows of ``img`` holding about ``budget`` blocks; whole rows keep every block's index."""
-    rows, cols = img.shape[:2]
+def rows_read(rows: int, cols: int, budget: int) -> int:
+    """How many top rows of a ``rows`` x ``cols`` image the check reads: about ``budget`` blocks, whole rows (which
+    keep every block's index). Lets a caller convert only those rows of a large image."""
     per_band = max(1, (cols // 4 * 2) // 4)  # blocks per 8 pixel rows
-    bands = max(budget // per_band, -(-MIN_PIXELS // (8 * cols)))
-    keep = min(rows // 8 * 8, bands * 8)
-    return img[:keep]
+    bands = max(budget // per_band, -(-MIN_PIXELS // (8 * max(cols, 1))))
+    return min(rows // 8 * 8, bands * 8)
+
+
+def _crop_rows(img: np.ndarray, budget: int) -> np.ndarray:
+    """Top rows of ``img`` holding about ``budget`` blocks (:func:`rows_read`)."""
+    return img[: rows_read(img.shape[0], img.shape[1], budget)]
 
 
 def _scores(votes: np.ndarray) -> dict[str, float]:
