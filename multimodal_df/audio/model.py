@@ -28,21 +28,37 @@ class LogMel(nn.Module):
     window is removed first (cepstral mean normalisation): a fixed spectral tilt, i.e. the microphone, room
     EQ and much of the speaker's timbre, then cannot be the tell, while what changes within the window
     (vocoder buzz, smeared harmonics, band edges that come and go) is kept.
+
+    ``scale="linear"`` spaces the ``n_mels`` triangular bands evenly from 0 Hz to Nyquist instead of on the mel scale
+    (a linear filterbank, as the LFCC front ends of spoofing countermeasures): the same module and maths, only the
+    filterbank differs, so the ONNX export (which reads the filterbank) needs nothing else.
     """
 
     def __init__(
-        self, sample_rate: int = 16000, n_fft: int = 400, hop_length: int = 160, n_mels: int = 64, norm: str = "global"
+        self,
+        sample_rate: int = 16000,
+        n_fft: int = 400,
+        hop_length: int = 160,
+        n_mels: int = 64,
+        norm: str = "global",
+        scale: str = "mel",
     ) -> None:
         super().__init__()
         import torchaudio
 
         if norm not in ("global", "band"):
             raise ValueError(f"audio mel_norm must be 'global' or 'band', not {norm!r}")
+        if scale not in ("mel", "linear"):
+            raise ValueError(f"audio frequency_scale must be 'mel' or 'linear', not {scale!r}")
         self.norm = norm
+        self.scale = scale
 
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, power=2.0
         )
+        if scale == "linear":
+            fb = torchaudio.functional.linear_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate)
+            self.mel.mel_scale.fb.copy_(fb)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         # The STFT runs in float32 even under autocast: fp16 power spectra underflow.
@@ -192,6 +208,8 @@ class AudioArgs:
     n_mels: int = 64
     mel_norm: str = "global"
     """"global" (one mean and spread per window) or "band" (each band's mean removed first: :class:`LogMel`)."""
+    frequency_scale: str = "mel"
+    """"mel" or "linear" band spacing of the front end (:class:`LogMel`)."""
     use_mel: bool = True
     mel_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
     embed_dim: int = 128
@@ -218,7 +236,9 @@ class AudioModel(nn.Module):
         self.mel_cnn: MelCNN | None = None
         self.wav2vec: Wav2VecBranch | None = None
         if args.use_mel:
-            self.logmel = LogMel(args.sample_rate, args.n_fft, args.hop_length, args.n_mels, args.mel_norm)
+            self.logmel = LogMel(
+                args.sample_rate, args.n_fft, args.hop_length, args.n_mels, args.mel_norm, args.frequency_scale
+            )
             self.mel_cnn = MelCNN(args.mel_channels)
             dims += self.mel_cnn.out_dim
         if args.wav2vec is not None:
@@ -274,6 +294,7 @@ def audio_args(cfg: AudioConfig, sample_rate: int = 16000, wav2vec: dict[str, An
         hop_length=cfg.hop_length,
         n_mels=cfg.n_mels,
         mel_norm=cfg.mel_norm,
+        frequency_scale=cfg.frequency_scale,
         use_mel=cfg.use_mel,
         mel_channels=list(cfg.mel_channels),
         embed_dim=cfg.embed_dim,

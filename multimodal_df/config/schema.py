@@ -133,6 +133,10 @@ class AudioConfig:
     mel_norm: Literal["global", "band"] = "global"
     """Log-mel standardisation per window: "global" (one mean and spread) or "band" (each mel band's mean
     removed first, so a fixed channel or timbre tilt is not the tell)."""
+    frequency_scale: Literal["mel", "linear"] = "mel"
+    """Band spacing of the spectrogram front end: "mel" (fine at low frequencies, like hearing) or "linear"
+    (equal bands up to Nyquist, as LFCC front ends in spoofing detection: vocoder and upsampling artefacts sit in the
+    upper bands, which the mel scale lumps together)."""
     use_mel: bool = True
     mel_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
     wav2vec: Wav2VecConfig = field(default_factory=Wav2VecConfig)

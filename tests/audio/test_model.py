@@ -116,12 +116,33 @@ def test_band_normalisation_removes_a_fixed_channel_tilt_that_global_keeps() -> 
         LogMel(norm="per-speaker")
 
 
-@pytest.mark.parametrize("norm", ["global", "band"])
-def test_onnx_log_mel_matches_torchaudio_for_each_normalisation(norm: str) -> None:
+def test_a_linear_front_end_resolves_the_upper_band_that_mel_lumps_together() -> None:
+    from multimodal_df.audio.model import LogMel
+
+    # Two tones 150 Hz apart near 7 kHz: the mel bands there are several hundred Hz wide, the linear ones 125 Hz.
+    t = torch.arange(32000) / 16000
+    peaks = {}
+    for scale in ("mel", "linear"):
+        lm = LogMel(scale=scale)
+        centres = (lm.mel.mel_scale.fb * torch.arange(201)[:, None]).sum(0) / lm.mel.mel_scale.fb.sum(0) * 40.0
+        if scale == "linear":
+            gaps = centres.diff()
+            assert float(gaps.max() - gaps.min()) < 1.0  # evenly spaced, in Hz
+        peaks[scale] = {
+            f: int(lm(torch.sin(2 * torch.pi * f * t).unsqueeze(0))[0].mean(dim=1).argmax()) for f in (6900.0, 7050.0)
+        }
+    assert peaks["mel"][6900.0] == peaks["mel"][7050.0], peaks
+    assert peaks["linear"][6900.0] != peaks["linear"][7050.0], peaks
+    with pytest.raises(ValueError):
+        LogMel(scale="bark")
+
+
+@pytest.mark.parametrize(("norm", "scale"), [("global", "mel"), ("band", "mel"), ("global", "linear")])
+def test_onnx_log_mel_matches_torchaudio_for_each_normalisation(norm: str, scale: str) -> None:
     from multimodal_df.audio.model import LogMel
     from multimodal_df.pipeline.onnx_runtime import dft_logmel
 
-    lm = LogMel(norm=norm)
+    lm = LogMel(norm=norm, scale=scale)
     x = torch.randn(2, 16000, generator=torch.Generator().manual_seed(1)) * 0.1
     assert torch.allclose(lm(x), dft_logmel(lm)(x), atol=1e-3)
 
@@ -133,3 +154,14 @@ def test_a_checkpoint_with_an_unknown_mel_norm_is_refused() -> None:
     _check_audio(dataclasses.replace(args, mel_norm="band"), "audio.args")
     with pytest.raises(CheckpointError, match="mel_norm"):
         _check_audio(dataclasses.replace(args, mel_norm="cmvn"), "audio.args")
+    _check_audio(dataclasses.replace(args, frequency_scale="linear"), "audio.args")
+    with pytest.raises(CheckpointError, match="frequency_scale"):
+        _check_audio(dataclasses.replace(args, frequency_scale="bark"), "audio.args")
+
+
+def test_a_linear_front_end_is_rebuilt_from_the_model_description() -> None:
+    model = create_audio_model(dataclasses.replace(TINY.audio, frequency_scale="linear"))
+    assert model.config().frequency_scale == "linear"
+    rebuilt = AudioModel(model.config())  # what loading a checkpoint builds before its weights go in
+    assert torch.equal(rebuilt.logmel.mel.mel_scale.fb, model.logmel.mel.mel_scale.fb)
+    assert not torch.equal(create_audio_model(TINY.audio).logmel.mel.mel_scale.fb, model.logmel.mel.mel_scale.fb)

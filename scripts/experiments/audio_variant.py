@@ -1,0 +1,73 @@
+"""Experiment: the audio branch retrained with some ``audio.*`` config keys changed (e.g. ``frequency_scale=linear``),
+against the recipe's, on dev voices (../shared/data/dev: selection and reporting only, never training) and on the
+recipe's test speakers' pseudo-fakes (never seen by training or selection).
+
+Trains the log-mel CNN with the recipe's preset, data split and pseudo-fakes of a finished recipe run (same cache),
+puts it in place of that run's audio branch in a copy of its detector (the fusion is untouched: the audio AUC on
+audio files is the branch's own), and runs ``evaluate`` on a manifest of the dev audio files.
+
+Run: MDF_RUN=RUN MDF_DEV_CSV=dev.csv python scripts/experiments/audio_variant.py OUT KEY=VALUE... [--threads N]
+(RUN from ``python -m multimodal_df.recipe --data ../shared/data --out RUN``; the dev manifest from
+``python -m multimodal_df.datasets prefixed ../shared/data/dev --out dev.csv``.) Values are parsed as JSON when they
+can be (numbers, lists), else kept as strings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from multimodal_df.evaluate import main as evaluate_main
+from multimodal_df.training.recipe import recipe_config
+from multimodal_df.training.run import run_training
+
+RUN = Path(os.environ.get("MDF_RUN", "runs/shipped"))
+DEV_CSV = Path(os.environ.get("MDF_DEV_CSV", "dev.csv"))
+
+
+def _value(text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    from audio_mel_norm import swap_audio  # same folder: a copy of the detector with another audio branch
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("out", type=Path)
+    p.add_argument("changes", nargs="*", help="audio config keys, KEY=VALUE")
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    cfg = copy.deepcopy(recipe_config("shipped", [], False, RUN))
+    cfg.audio.wav2vec.enabled = False
+    for change in a.changes:
+        key, _, text = change.partition("=")
+        if not hasattr(cfg.audio, key):
+            raise SystemExit(f"audio config has no key {key!r}")
+        setattr(cfg.audio, key, _value(text))
+    out: Path = a.out
+    if not (out / "audio" / "config.json").exists():
+        run_training(cfg, ["audio"], RUN / "manifests" / "speech.csv", out, RUN / "cache" / "speech", "cpu")
+    with DEV_CSV.open() as f:
+        rows = [r for r in csv.DictReader(f) if "/audio/" in r["path"]]
+    with (out / "dev_audio.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    swap_audio(RUN / "detector", out / "audio", out / "detector")
+    evaluate_main(
+        ["--checkpoint", str(out / "detector"), "--manifest", str(out / "dev_audio.csv"), "--out", str(out / "dev")]
+    )
+
+
+if __name__ == "__main__":
+    main()
