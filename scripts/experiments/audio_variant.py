@@ -6,7 +6,8 @@ Trains the log-mel CNN with the recipe's preset, data split and pseudo-fakes of 
 puts it in place of that run's audio branch in a copy of its detector (the fusion is untouched: the audio AUC on
 audio files is the branch's own), and runs ``evaluate`` on a manifest of the dev audio files.
 
-Run: MDF_RUN=RUN MDF_DEV_CSV=dev.csv python scripts/experiments/audio_variant.py OUT KEY=VALUE... [--threads N]
+Run: MDF_RUN=RUN MDF_DEV_CSV=dev.csv python scripts/experiments/audio_variant.py OUT KEY=VALUE... [--seed S]
+(KEY an ``audio`` key, or SECTION.KEY such as ``train.audio_generators``)
 (RUN from ``python -m multimodal_df.recipe --data ../shared/data --out RUN``; the dev manifest from
 ``python -m multimodal_df.datasets prefixed ../shared/data/dev --out dev.csv``.) Values are parsed as JSON when they
 can be (numbers, lists), else kept as strings.
@@ -45,15 +46,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("out", type=Path)
     p.add_argument("changes", nargs="*", help="audio config keys, KEY=VALUE")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=None, help="training seed (draws, initialisation); default the preset's")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     cfg = copy.deepcopy(recipe_config("shipped", [], False, RUN))
     cfg.audio.wav2vec.enabled = False
+    if a.seed is not None:
+        cfg.train.seed = a.seed
     for change in a.changes:
         key, _, text = change.partition("=")
-        if not hasattr(cfg.audio, key):
-            raise SystemExit(f"audio config has no key {key!r}")
-        setattr(cfg.audio, key, _value(text))
+        # A bare key is an audio key; "train.audio_generators=[...]" reaches another section.
+        section, _, name = key.rpartition(".")
+        target = getattr(cfg, section) if section else cfg.audio
+        if not hasattr(target, name):
+            raise SystemExit(f"config has no key {key!r}")
+        setattr(target, name, _value(text))
     out: Path = a.out
     if not (out / "audio" / "config.json").exists():
         run_training(cfg, ["audio"], RUN / "manifests" / "speech.csv", out, RUN / "cache" / "speech", "cpu")
