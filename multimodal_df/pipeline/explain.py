@@ -182,9 +182,17 @@ def timeline_png(pred: Prediction) -> bytes:
 
 
 def audio_png(
-    pred: Prediction, logmel: np.ndarray | None, saliency: np.ndarray | None, start: float, window_s: float
+    pred: Prediction,
+    logmel: np.ndarray | None,
+    saliency: np.ndarray | None,
+    start: float,
+    window_s: float,
+    nyquist_hz: float | None = None,
 ) -> bytes:
-    """Per-window audio P(fake), and the most suspicious window's log-mel with its saliency."""
+    """Per-window audio P(fake), and the most suspicious window's log spectrogram with its saliency.
+
+    ``nyquist_hz``: given for a linear-frequency front end (``audio.frequency_scale: linear``), whose bands are
+    evenly spaced, so the rows are labelled in Hz; without it they are mel band indices."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,13 +216,15 @@ def audio_png(
         ax.set_xlabel("time (s)")
         ax.set_title("Audio: P(fake) per window")
     if logmel is not None and saliency is not None:
-        ext = [start, start + window_s, 0, logmel.shape[0]]
+        top = nyquist_hz if nyquist_hz is not None else logmel.shape[0]
+        ext = [start, start + window_s, 0, top]
+        what, unit = ("log spectrogram", "frequency (Hz)") if nyquist_hz is not None else ("log-mel", "mel bin")
         axes[1, 0].imshow(logmel, origin="lower", aspect="auto", extent=ext, cmap="magma")
-        axes[1, 0].set_title(f"log-mel of the most suspicious window ({start:.1f}-{start + window_s:.1f} s)")
-        axes[1, 0].set_ylabel("mel bin")
+        axes[1, 0].set_title(f"{what} of the most suspicious window ({start:.1f}-{start + window_s:.1f} s)")
+        axes[1, 0].set_ylabel(unit)
         axes[2, 0].imshow(saliency, origin="lower", aspect="auto", extent=ext, cmap="inferno", vmin=0, vmax=1)
-        axes[2, 0].set_title("where the model looks: |d logit / d log-mel|")
-        axes[2, 0].set_ylabel("mel bin")
+        axes[2, 0].set_title(f"where the model looks: |d logit / d {what}|")
+        axes[2, 0].set_ylabel(unit)
         axes[2, 0].set_xlabel("time (s)")
     fig.tight_layout()
     return _fig_png(fig)
@@ -278,9 +288,10 @@ def explain(det: Detector, analysis: Analysis, top_k: int = 4) -> Explanation:
         windows, starts = frame_windows(clip.waveform, clip.sample_rate, cfg.window_s, cfg.hop_s)
         k = int(np.argmax(a.window_logits))
         sal = audio_saliency(det.audio, windows[k], det.device)
-        ex.images["audio.png"] = audio_png(pred, *(sal or (None, None)), float(starts[k]), cfg.window_s)
+        nyquist = cfg.sample_rate / 2 if cfg.frequency_scale == "linear" else None
+        ex.images["audio.png"] = audio_png(pred, *(sal or (None, None)), float(starts[k]), cfg.window_s, nyquist)
         ex.captions["audio.png"] = (
-            "Audio evidence: P(fake) per window; the most suspicious window's log-mel and saliency."
+            "Audio evidence: P(fake) per window; the most suspicious window's log spectrogram and saliency."
         )
     return ex
 

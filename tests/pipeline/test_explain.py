@@ -112,3 +112,25 @@ def test_predict_explain_writes_self_contained_reports(detector_dir: Path, tmp_p
     assert "face_0.png" in {p.name for p in image_dir.iterdir()} and "audio.png" not in {
         p.name for p in image_dir.iterdir()
     }
+
+
+def test_the_audio_figure_labels_a_linear_front_end_in_hz() -> None:
+    import matplotlib.figure
+
+    from multimodal_df.pipeline import explain as ex
+    from multimodal_df.pipeline.outputs import Prediction
+
+    rows = np.random.default_rng(0).random((64, 201))
+    labels: list[str] = []
+    orig = matplotlib.figure.Figure.savefig
+
+    def keep_labels(fig, *a, **k):  # read the axes as they are drawn
+        labels.extend(ax.get_ylabel() for ax in fig.axes)
+        return orig(fig, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(matplotlib.figure.Figure, "savefig", keep_labels)
+        for nyquist in (None, 8000.0):
+            png = ex.audio_png(Prediction(path="x.wav"), rows, rows, 0.0, 2.0, nyquist)
+            assert png.startswith(b"\x89PNG")
+    assert labels.count("mel bin") == 2 and labels.count("frequency (Hz)") == 2, labels
