@@ -20,6 +20,7 @@ import copy
 import csv
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -32,6 +33,16 @@ RUN = Path(os.environ.get("MDF_RUN", "runs/shipped"))
 DEV_CSV = Path(os.environ.get("MDF_DEV_CSV", "dev.csv"))
 
 
+def swap_audio(detector: Path, audio: Path, out: Path) -> None:
+    """A copy of ``detector`` whose audio branch (weights and its config section) comes from checkpoint ``audio``."""
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(detector, out)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["audio"] = json.loads((audio / "config.json").read_text())["audio"]
+    (out / "config.json").write_text(json.dumps(cfg, indent=1))
+    shutil.copy(audio / "audio.safetensors", out / "audio.safetensors")
+
+
 def _value(text: str) -> object:
     try:
         return json.loads(text)
@@ -40,8 +51,6 @@ def _value(text: str) -> object:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from audio_mel_norm import swap_audio  # same folder: a copy of the detector with another audio branch
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path)
     p.add_argument("changes", nargs="*", help="audio config keys, KEY=VALUE")
