@@ -399,14 +399,8 @@ class Detector:
                 self.run_provenance(path, None, pred)
                 raise
             pred.timings["decode"] = time.perf_counter() - start
-            if clip.info.kind == "video":
-                # On the frames already decoded (nothing is decoded twice), beside the models: _provenance_beside.
-                wait = self._provenance_beside(path, clip.frames, pred)
-            else:
-                # A still image is decoded again at native size for the watermark check (up to 50 MP): beside the
-                # models that decode's memory would add to theirs. On images and audio the stage is short anyway.
-                self.run_provenance(path, None, pred)
-                wait = lambda: None  # noqa: E731
+            # On the frames already decoded (nothing is decoded twice), beside the models: see _provenance_beside.
+            wait = self._provenance_beside(path, clip.frames if clip.info.kind == "video" else None, pred)
             try:
                 result = self.analyze_clip(clip, pred, provenance=wait)
             finally:
@@ -429,8 +423,15 @@ class Detector:
 
         The stage (C2PA, metadata, the watermark decoder) is mostly single-threaded NumPy, OpenCV and native code
         that releases the GIL, while the face detector and the models leave part of the cores idle; only the label
-        needs its report. ``pred.timings`` keeps the stage's place before the models."""
+        needs its report. ``pred.timings`` keeps the stage's place before the models.
+
+        Without ``frames`` (a still image, an audio file) the stage runs here, in line: it decodes a still image
+        again at native size for the watermark check (up to 50 MP), and beside the models that memory would add to
+        theirs; on images and audio the stage is short anyway."""
         if not self.provenance.enabled:
+            return lambda: None
+        if frames is None:
+            self.run_provenance(path, None, pred)
             return lambda: None
         pred.timings["provenance"] = 0.0  # its place among the stages; the time is filled in when it ends
         scratch = Prediction(path=pred.path)

@@ -65,8 +65,8 @@ def _image_checks(path: Path, notes: list[str]) -> tuple[MetadataResult, Waterma
                 try:
                     # Loading first also brings in PNG text chunks stored after the image data.
                     im.load()
-                    # Only the rows the watermark check reads: a full-size RGB copy of a 50 MP image is 150 MB,
-                    # held while the models run beside this stage.
+                    # Only the rows the watermark check reads: a full-size RGB copy of a 50 MP image is 150 MB
+                    # more at the process's peak, for rows the check never looks at.
                     keep = rows_read(h, w, IMAGE_BLOCK_BUDGET)
                     # Fewer rows than that (a very wide strip) still go whole: the decoder refuses them itself.
                     top = im.crop((0, 0, w, keep)) if 0 < keep < h else im

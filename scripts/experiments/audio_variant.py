@@ -1,14 +1,13 @@
-"""Experiment: the audio branch retrained with some ``audio.*`` config keys changed (e.g. ``frequency_scale=linear``),
-against the recipe's, on dev voices (../shared/data/dev: selection and reporting only, never training) and on the
-recipe's test speakers' pseudo-fakes (never seen by training or selection).
+"""Experiment: the audio branch retrained with some config keys changed (e.g. ``frequency_scale=linear``), scored on
+dev voices (../shared/data/dev: selection and reporting only, never training). Compare two such runs with
+``paired_auc.py``; for a family held out of training, ``unseen_tts_check.py`` on ``OUT/detector``.
 
 Trains the log-mel CNN with the recipe's preset, data split and pseudo-fakes of a finished recipe run (same cache),
 puts it in place of that run's audio branch in a copy of its detector (the fusion is untouched: the audio AUC on
 audio files is the branch's own), and runs ``evaluate`` on a manifest of the dev audio files.
 
 Run: MDF_RUN=RUN MDF_DEV_CSV=dev.csv python scripts/experiments/audio_variant.py OUT KEY=VALUE... [--seed S]
-(KEY an ``audio`` key, or SECTION.KEY such as ``train.audio_generators``)
-(RUN from ``python -m multimodal_df.recipe --data ../shared/data --out RUN``; the dev manifest from
+(KEY an ``audio`` key, or SECTION.KEY such as ``train.audio_generators``; RUN from ``python -m multimodal_df.recipe --data ../shared/data --out RUN``; the dev manifest from
 ``python -m multimodal_df.datasets prefixed ../shared/data/dev --out dev.csv``.) Values are parsed as JSON when they
 can be (numbers, lists), else kept as strings.
 """
@@ -53,7 +52,7 @@ def _value(text: str) -> object:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path)
-    p.add_argument("changes", nargs="*", help="audio config keys, KEY=VALUE")
+    p.add_argument("changes", nargs="*", help="KEY=VALUE: an audio key, or SECTION.KEY")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=None, help="training seed (draws, initialisation); default the preset's")
     a = p.parse_args(argv)
