@@ -66,6 +66,13 @@ class FaceConfig:
     small_face_max_side: int = 1920
     """Resolution cap (longer side, pixels) of the probe frames when the first pass found no face at all."""
     small_face_probe_frames: int = 4
+    size_probe_frames: int = 4
+    """Frames (spread over the clip) searched first for every face size; 0 searches every frame for every size."""
+    size_probe_ratio: float = 0.5
+    """When every probe frame has a face, the other frames are searched only for faces at least this share of the
+    smallest main face the probes found (never below ``min_face_size``): the pyramid levels for smaller faces are
+    most of MTCNN's work on a close-up, and a face that small would not be the main track. Frames where that
+    misses fall to the closer look (``small_faces``)."""
     track_iou: float = 0.3
     """Detections in consecutive frames with at least this IoU belong to one track."""
     track_max_shift: float = 1.0

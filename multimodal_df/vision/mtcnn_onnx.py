@@ -269,20 +269,20 @@ class Faces:
 class OnnxMTCNN:
     """The MTCNN cascade on three ONNX Runtime sessions (the graphs :func:`export_mtcnn` writes in ``directory``).
 
-    ``min_face_size`` pixels; ``thresholds`` the P-, R- and O-Net face probabilities a box must pass; ``providers``
+    ``min_face_size`` pixels (any positive number); ``thresholds`` the P-, R- and O-Net face probabilities a box must pass; ``providers``
     ONNX Runtime execution providers; ``threads`` intra-op threads per session.
     """
 
     def __init__(
         self,
         directory: str | Path,
-        min_face_size: int = 20,
+        min_face_size: float = 20,
         thresholds: Sequence[float] = (0.6, 0.7, 0.7),
         factor: float = FACTOR,
         providers: Sequence[str] = ("CPUExecutionProvider",),
         threads: int = 1,
     ) -> None:
-        self.min_face_size = int(min_face_size)
+        self.min_face_size = float(min_face_size)
         self.thresholds = [float(t) for t in thresholds]
         self.factor = float(factor)
         self.sessions = {n: _session(Path(directory) / f"{n}.onnx", tuple(providers), threads) for n in NETS}

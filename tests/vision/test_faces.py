@@ -79,6 +79,44 @@ def test_crops_cut_on_several_threads_are_the_crops_cut_in_order(monkeypatch: py
     assert threaded.shape == want.shape and np.array_equal(threaded, want)
 
 
+def _search_sizes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float]]:
+    """(frames, smallest face size searched) of every first-pass call of a FaceDetector, recorded as they happen."""
+    calls: list[tuple[int, float]] = []
+    real = FaceDetector._scaled
+
+    def spy(self, frames, scale, min_face_size):
+        calls.append((len(frames), float(min_face_size)))
+        return real(self, frames, scale, min_face_size)
+
+    monkeypatch.setattr(FaceDetector, "_scaled", spy)
+    return calls
+
+
+def test_after_the_probe_frames_a_close_up_is_searched_only_for_faces_near_its_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frames, _ = render_frames(FixtureSpec(seed=13, width=320, height=240, duration=1.5, fps=8))
+    full = FaceDetector(FaceConfig(size_probe_frames=0)).detect(frames)
+    calls = _search_sizes(monkeypatch)
+    probed = FaceDetector(FaceConfig(size_probe_frames=4)).detect(frames)
+    # Four probe frames at the configured smallest size, then the other eight for larger faces only.
+    assert calls[0] == (4, 20.0) and calls[1][0] == len(frames) - 4 and calls[1][1] > 25, calls
+    # Whole top levels of the same pyramid: the main face is the face the full search finds.
+    assert [len(d) > 0 for d in probed] == [len(d) > 0 for d in full] and sum(len(d) > 0 for d in full) >= 10
+    for a, b in zip(full, probed):
+        if len(a):
+            assert iou(a.boxes[0], b.boxes[0]) > 0.95
+
+
+def test_a_probe_frame_without_a_face_keeps_every_face_size_in_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    frames, _ = render_frames(FixtureSpec(seed=13, width=320, height=240, duration=1.5, fps=8))
+    frames[0] = 0  # the first probe frame
+    calls = _search_sizes(monkeypatch)
+    dets = FaceDetector(FaceConfig(size_probe_frames=4)).detect(frames)
+    assert len(dets[0]) == 0 and sum(len(d) > 0 for d in dets) >= 9
+    assert [size for _, size in calls] == [20.0, 20.0], calls
+
+
 def test_largest_face_wins_over_a_small_one() -> None:
     import cv2
 

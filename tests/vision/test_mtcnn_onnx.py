@@ -151,7 +151,8 @@ def test_face_batches_side_by_side_find_the_same_faces(graphs: Path, monkeypatch
     from multimodal_df.vision import mtcnn_onnx
 
     frames = _frames()
-    cfg = FaceConfig(batch_size=max(1, len(frames) // 3))  # three or four batches
+    # Three or four batches of every frame (no size probe, which runs alone first).
+    cfg = FaceConfig(batch_size=max(1, len(frames) // 3), size_probe_frames=0)
     where: list[tuple[str, int]] = []
     real = mtcnn_onnx.OnnxMTCNN.detect
 
