@@ -35,3 +35,72 @@ def augment_speech(x: np.ndarray, sample_rate: int, rng: np.random.Generator) ->
         snr = rng.uniform(20, 40)
         x = x + rng.standard_normal(len(x)).astype(np.float32) * rms(x) * 10 ** (-snr / 20)
     return x.astype(np.float32)
+
+
+RAWBOOST_KINDS: tuple[str, ...] = ("convolutive", "impulsive", "coloured_noise", "convolutive+impulsive")
+"""The RawBoost-style distortions :func:`rawboost` draws from (one of them per call)."""
+
+
+def _multiband_fir(sample_rate: int, rng: np.random.Generator, bands: int = 5) -> np.ndarray:
+    """A random FIR filter: ``bands`` band-stop filters in cascade, each at a random centre (20 Hz - Nyquist), width
+    (100-1000 Hz) and length (11-101 taps), with unit gain at its largest. [taps] float64."""
+    from scipy import signal
+
+    nyq = sample_rate / 2
+    b = np.ones(1)
+    for _ in range(bands):
+        centre = rng.uniform(20, nyq - 60)
+        width = rng.uniform(100, 1000)
+        lo, hi = max(10.0, centre - width / 2), min(nyq - 10.0, centre + width / 2)
+        taps = int(rng.integers(5, 51)) * 2 + 1  # odd: a band-stop FIR needs a centre tap
+        b = np.convolve(b, signal.firwin(taps, [lo, hi], fs=sample_rate, pass_zero="bandstop"))
+    peak = np.abs(np.fft.rfft(b, 4096)).max()
+    return b / max(peak, 1e-9)
+
+
+def rawboost(x: np.ndarray, sample_rate: int, rng: np.random.Generator, kind: str | None = None) -> np.ndarray:
+    """A random device / transmission distortion of a mono waveform [samples] (float32, about [-1, 1]), after
+    RawBoost (Tak et al., ICASSP 2022), which improved spoofing countermeasures on attacks unseen in training:
+
+    * ``convolutive``: linear and non-linear convolutive noise: the sum over orders j = 1..5 of x**j through its own
+      random multi-band filter, order j attenuated by 5-20 dB per step (a loudspeaker, microphone or amplifier with
+      a coloured, mildly non-linear response);
+    * ``impulsive``: 1-10 % of the samples disturbed by up to twice their own value (clipping, bit errors, clicks);
+    * ``coloured_noise``: noise through a random multi-band filter at 10-40 dB SNR;
+    * ``convolutive+impulsive``: both in a row.
+
+    Applied alike to real and fake training windows it removes the device as a tell, and it smears the fine
+    spectral detail a model would otherwise learn from our particular generators. Output: same length, float32,
+    peak-normalised to the input's peak."""
+    from scipy import signal
+
+    x = np.asarray(x, dtype=np.float64)
+    peak = float(np.abs(x).max())
+    if peak < 1e-6:
+        return x.astype(np.float32)
+    kind = kind or RAWBOOST_KINDS[int(rng.integers(len(RAWBOOST_KINDS)))]
+    y = x / peak
+    if kind.startswith("convolutive"):
+        out = np.zeros_like(y)
+        atten_db = 0.0
+        for order in range(1, 6):
+            if order > 1:
+                atten_db += rng.uniform(5, 20)
+            term = signal.fftconvolve(y**order, _multiband_fir(sample_rate, rng), mode="same")
+            out += term * 10 ** (-atten_db / 20)
+        y = out / max(float(np.abs(out).max()), 1e-9)
+    if kind.endswith("impulsive"):
+        n = len(y)
+        idx = rng.choice(n, size=max(1, int(n * rng.uniform(0.01, 0.10))), replace=False)
+        y = y.copy()
+        y[idx] += 2.0 * y[idx] * rng.uniform(-1, 1, size=len(idx))
+        y = y / max(float(np.abs(y).max()), 1e-9)
+    if kind == "coloured_noise":
+        noise = signal.fftconvolve(rng.standard_normal(len(y)), _multiband_fir(sample_rate, rng), mode="same")
+        snr_db = rng.uniform(10, 40)
+        noise *= rms(y) / max(rms(noise), 1e-12) * 10 ** (-snr_db / 20)
+        y = y + noise
+        y = y / max(float(np.abs(y).max()), 1e-9)
+    if kind not in RAWBOOST_KINDS:
+        raise ValueError(f"unknown RawBoost kind {kind!r}; choose from {RAWBOOST_KINDS}")
+    return (y * peak).astype(np.float32)

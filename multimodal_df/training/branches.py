@@ -298,7 +298,16 @@ def train_audio(
             if g != "griffin_lim"
         }
         ds: torch.utils.data.Dataset = SpeechPseudoFakes(
-            reals, banks, used, length, tc.audio_epoch_windows, tc.augment, tc.seed, sr, tc.channel_prob
+            reals,
+            banks,
+            used,
+            length,
+            tc.audio_epoch_windows,
+            tc.augment,
+            tc.seed,
+            sr,
+            tc.channel_prob,
+            tc.rawboost_prob,
         )
         print(
             f"audio: pseudo-fakes {used} made in {time.time() - t0:.0f} s; held out: {tc.audio_holdout}",

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..audio.features import window_starts
-from .augment import augment_speech, degrade
+from .augment import augment_speech, degrade, rawboost
 from .pseudofakes.channel import degrade_channel
 from .pseudofakes.faces import cross_blend, self_blend
 from .pseudofakes.speech import griffin_lim_resynth, rms, window
@@ -109,7 +109,8 @@ class SpeechPseudoFakes(torch.utils.data.Dataset):
     random real window on the fly; the others (slow: vocoder analysis, TTS processes) are drawn from
     ``banks``, fakes made once per real utterance. Both classes get the same augmentation (gain,
     band-limiting, light noise; with ``channel_prob`` a random recording channel: codec, telephone band,
-    reverberation, noise, resampling), so recording conditions cannot tell them apart.
+    reverberation, noise, resampling; with ``rawboost_prob`` a RawBoost device distortion), so recording conditions
+    cannot tell them apart.
     """
 
     def __init__(
@@ -123,9 +124,10 @@ class SpeechPseudoFakes(torch.utils.data.Dataset):
         seed: int,
         sample_rate: int,
         channel_prob: float = 0.0,
+        rawboost_prob: float = 0.0,
     ) -> None:
         self.reals, self.banks, self.generators = reals, banks, generators
-        self.channel_prob = channel_prob
+        self.channel_prob, self.rawboost_prob = channel_prob, rawboost_prob
         self.length, self.augment, self.sr = length, augment, sample_rate
         self.rng = np.random.default_rng(seed)
         self.index: list[tuple[int, int, int]] = []
@@ -153,6 +155,8 @@ class SpeechPseudoFakes(torch.utils.data.Dataset):
                 bank = self.banks[g]
                 x = window(bank[int(rng.integers(len(bank)))], self.length, None, rng)
         if self.augment:
+            if self.rawboost_prob > 0 and rng.random() < self.rawboost_prob:
+                x = rawboost(x, self.sr, rng)
             if self.channel_prob > 0 and rng.random() < self.channel_prob:
                 x = degrade_channel(x, self.sr, rng)
             x = augment_speech(x, self.sr, rng)

@@ -1,0 +1,82 @@
+"""RawBoost-style distortions for audio training: shapes, strengths and that the training set applies them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from multimodal_df.training.augment import RAWBOOST_KINDS, rawboost
+
+SR = 16000
+
+
+def _speechlike(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(2 * SR) / SR
+    f0 = 140 + 20 * np.sin(2 * np.pi * 3 * t)
+    voiced = sum(np.sin(2 * np.pi * k * np.cumsum(f0) / SR) / k for k in range(1, 20))
+    return (0.2 * voiced * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)) + 0.01 * rng.standard_normal(len(t))).astype(
+        np.float32
+    )
+
+
+@pytest.mark.parametrize("kind", RAWBOOST_KINDS)
+def test_each_distortion_keeps_length_peak_and_most_of_the_signal(kind: str) -> None:
+    x = _speechlike()
+    y = rawboost(x, SR, np.random.default_rng(1), kind)
+    assert y.shape == x.shape and y.dtype == np.float32
+    assert np.abs(y).max() == pytest.approx(np.abs(x).max(), rel=1e-5)
+    assert not np.allclose(x, y, atol=1e-4)  # it did something
+    assert np.corrcoef(x, y)[0, 1] > 0.5  # and left the speech there
+
+
+def test_impulsive_noise_touches_one_to_ten_percent_of_the_samples() -> None:
+    x = _speechlike()
+    y = rawboost(x, SR, np.random.default_rng(2), "impulsive")
+    # Away from the touched samples only the peak normalisation changes the waveform: a common scale.
+    ratio = y / np.where(np.abs(x) > 1e-3, x, np.nan)
+    common = np.nanmedian(ratio)
+    touched = np.nanmean(np.abs(ratio - common) > 1e-3)
+    assert 0.005 < touched < 0.12
+
+
+def test_coloured_noise_lands_between_10_and_40_db_below_the_speech() -> None:
+    x = _speechlike()
+    for seed in range(5):
+        y = rawboost(x, SR, np.random.default_rng(seed), "coloured_noise")
+        scale = np.dot(y, x) / np.dot(x, x)  # undo the peak normalisation
+        noise = y - scale * x
+        snr = 10 * np.log10(np.mean((scale * x) ** 2) / np.mean(noise**2))
+        assert 8 < snr < 42, snr
+
+
+def test_the_same_seed_gives_the_same_distortion_and_silence_passes_through() -> None:
+    x = _speechlike()
+    a = rawboost(x, SR, np.random.default_rng(7))
+    b = rawboost(x, SR, np.random.default_rng(7))
+    assert np.array_equal(a, b)
+    silent = np.zeros(SR, np.float32)
+    assert np.array_equal(rawboost(silent, SR, np.random.default_rng(0)), silent)
+    with pytest.raises(ValueError):
+        rawboost(x, SR, np.random.default_rng(0), "reverb")
+
+
+def test_the_training_set_distorts_real_and_fake_windows_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    from multimodal_df.training import datasets
+
+    seen: list[int] = []
+
+    def spy(x, sr, rng):
+        seen.append(len(x))
+        return x
+
+    monkeypatch.setattr(datasets, "rawboost", spy)
+    reals = [_speechlike(s) for s in range(3)]
+    banks = {"world": [_speechlike(10 + s) for s in range(3)]}
+    ds = datasets.SpeechPseudoFakes(reals, banks, ["world"], SR, 2, True, 0, SR, rawboost_prob=1.0)
+    labels = [int(ds[i][1]) for i in range(len(ds))]
+    assert len(seen) == len(ds) and set(labels) == {0, 1}
+    seen.clear()
+    off = datasets.SpeechPseudoFakes(reals, banks, ["world"], SR, 2, True, 0, SR)
+    _ = [off[i] for i in range(len(off))]
+    assert not seen
