@@ -25,6 +25,17 @@ def degrade(crop: np.ndarray, rng: np.random.Generator, p_jpeg: float = 0.4, p_r
     return crop
 
 
+def soften(crop: np.ndarray, rng: np.random.Generator, factor: tuple[float, float] = (1.2, 2.0)) -> np.ndarray:
+    """A uint8 RGB crop [S, S, 3] down-scaled by a random factor in ``factor`` (area) and enlarged back (bilinear): about
+    as soft as the face decoders' reconstructions, which lose most power above half Nyquist."""
+    import cv2
+
+    s = crop.shape[0]
+    f = rng.uniform(*factor)
+    small = cv2.resize(crop, (max(4, int(s / f)), max(4, int(s / f))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (s, s), interpolation=cv2.INTER_LINEAR)
+
+
 def augment_speech(x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     """Gain 0.5-1.5x; with p=0.3 band-limiting to 3.5-7 kHz (phone, web codecs); with p=0.2 white noise at 20-40 dB SNR."""
     x = np.asarray(x, dtype=np.float32) * rng.uniform(0.5, 1.5)

@@ -232,7 +232,12 @@ def train_vision(
         file=sys.stderr,
     )
     ds = CropDataset(
-        items, cfg.train.augment, cfg.train.seed, cfg.train.degrade_prob, cfg.train.cross_blend_prob if pseudo else 0.0
+        items,
+        cfg.train.augment,
+        cfg.train.seed,
+        cfg.train.degrade_prob,
+        cfg.train.cross_blend_prob if pseudo else 0.0,
+        cfg.train.soft_real_prob,
     )
     best = fit(model, ds, evaluate, cfg.train, out, device, resume)
     if not distributed.is_main():

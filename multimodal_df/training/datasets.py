@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..audio.features import window_starts
-from .augment import augment_speech, degrade, rawboost
+from .augment import augment_speech, degrade, rawboost, soften
 from .pseudofakes.channel import degrade_channel
 from .pseudofakes.faces import cross_blend, self_blend
 from .pseudofakes.speech import griffin_lim_resynth, rms, window
@@ -27,6 +27,7 @@ class CropDataset(torch.utils.data.Dataset):
         seed: int,
         degrade_prob: float = 0.3,
         cross_blend_prob: float = 0.0,
+        soft_real_prob: float = 0.0,
     ) -> None:
         """``items``: (crop, label, landmarks, clip id). Landmarks (crop pixels, [5, 2]) mark a pseudo-fake:
         the crop is blended anew each time it is drawn (with a copy of itself, or with probability
@@ -37,6 +38,7 @@ class CropDataset(torch.utils.data.Dataset):
             degrade_prob,
             cross_blend_prob,
         )
+        self.soft_real_prob = soft_real_prob
         self.rng = np.random.default_rng(seed)
         self.donors = [k for k, it in enumerate(items) if it[2] is not None]
 
@@ -62,6 +64,15 @@ class CropDataset(torch.utils.data.Dataset):
                 if donor
                 else self_blend(crop, blend_lm, self.rng).image
             )
+        if (
+            self.soft_real_prob > 0
+            and self.augment
+            and label == 0
+            and blend_lm is None
+            and self.rng.random() < self.soft_real_prob
+        ):
+            # A real face made as soft as a decoder's reconstruction: softness alone must not point to fake.
+            crop = soften(crop, self.rng)
         if self.augment and self.degrade_prob > 0:
             crop = degrade(crop, self.rng, self.degrade_prob, self.degrade_prob)
         x = crop.astype(np.float32) / 255.0

@@ -32,14 +32,14 @@ RUN = Path(os.environ.get("MDF_RUN", "runs/shipped"))
 DEV_CSV = Path(os.environ.get("MDF_DEV_CSV", "dev.csv"))
 
 
-def swap_audio(detector: Path, audio: Path, out: Path) -> None:
-    """A copy of ``detector`` whose audio branch (weights and its config section) comes from checkpoint ``audio``."""
+def swap_branch(detector: Path, stage: Path, out: Path, branch: str = "audio") -> None:
+    """A copy of ``detector`` whose ``branch`` (weights and its config section) comes from the checkpoint ``stage``."""
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(detector, out)
     cfg = json.loads((out / "config.json").read_text())
-    cfg["audio"] = json.loads((audio / "config.json").read_text())["audio"]
+    cfg[branch] = json.loads((stage / "config.json").read_text())[branch]
     (out / "config.json").write_text(json.dumps(cfg, indent=1))
-    shutil.copy(audio / "audio.safetensors", out / "audio.safetensors")
+    shutil.copy(stage / f"{branch}.safetensors", out / f"{branch}.safetensors")
 
 
 def _value(text: str) -> object:
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    swap_audio(RUN / "detector", out / "audio", out / "detector")
+    swap_branch(RUN / "detector", out / "audio", out / "detector")
     evaluate_main(
         ["--checkpoint", str(out / "detector"), "--manifest", str(out / "dev_audio.csv"), "--out", str(out / "dev")]
     )

@@ -80,3 +80,43 @@ def test_the_training_set_distorts_real_and_fake_windows_alike(monkeypatch: pyte
     off = datasets.SpeechPseudoFakes(reals, banks, ["world"], SR, 2, True, 0, SR)
     _ = [off[i] for i in range(len(off))]
     assert not seen
+
+
+def test_softening_blurs_a_face_crop_and_keeps_its_size() -> None:
+    from multimodal_df.training.augment import soften
+
+    rng = np.random.default_rng(0)
+    crop = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    soft = soften(crop, np.random.default_rng(1))
+    assert soft.shape == crop.shape and soft.dtype == np.uint8
+
+    def fine_detail(x: np.ndarray) -> float:  # mean absolute difference of neighbouring pixels
+        x = x.astype(np.float64)
+        return float(np.abs(np.diff(x, axis=0)).mean() + np.abs(np.diff(x, axis=1)).mean())
+
+    assert fine_detail(soft) < 0.7 * fine_detail(crop)
+
+
+def test_only_real_crops_are_softened_and_off_means_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
+    from multimodal_df.training import datasets
+
+    softened: list[int] = []
+
+    def spy(crop, rng):
+        softened.append(int(crop.sum()))
+        return crop
+
+    monkeypatch.setattr(datasets, "soften", spy)
+    rng = np.random.default_rng(0)
+    real = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
+    fake = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
+    items = [(real, 0, None, 0), (fake, 1, None, 1)]  # a real crop and a decoder fake (no landmarks: not a blend)
+    on = datasets.CropDataset(items, True, 0, degrade_prob=0.0, soft_real_prob=1.0)
+    for _ in range(3):
+        on[0], on[1]
+    assert softened == [int(real.sum())] * 3
+    softened.clear()
+    off = datasets.CropDataset(items, True, 0, degrade_prob=0.0)
+    for i in (0, 1, 0, 1):
+        off[i]
+    assert not softened
