@@ -49,39 +49,49 @@ def _value(text: str) -> object:
         return text
 
 
-def main(argv: list[str] | None = None) -> None:
+def variant_config(argv: list[str] | None, branch: str):
+    """Parse ``OUT KEY=VALUE... [--seed S] [--threads N]``: the output folder and the recipe's config of RUN with the
+    changes (a bare KEY is a key of the ``branch`` section; SECTION.KEY reaches another section)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path)
-    p.add_argument("changes", nargs="*", help="KEY=VALUE: an audio key, or SECTION.KEY")
+    p.add_argument("changes", nargs="*", help=f"KEY=VALUE: a {branch} key, or SECTION.KEY")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=None, help="training seed (draws, initialisation); default the preset's")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     cfg = copy.deepcopy(recipe_config("shipped", [], False, RUN))
-    cfg.audio.wav2vec.enabled = False
     if a.seed is not None:
         cfg.train.seed = a.seed
     for change in a.changes:
         key, _, text = change.partition("=")
-        # A bare key is an audio key; "train.audio_generators=[...]" reaches another section.
         section, _, name = key.rpartition(".")
-        target = getattr(cfg, section) if section else cfg.audio
+        target = getattr(cfg, section) if section else getattr(cfg, branch)
         if not hasattr(target, name):
             raise SystemExit(f"config has no key {key!r}")
         setattr(target, name, _value(text))
-    out: Path = a.out
-    if not (out / "audio" / "config.json").exists():
-        run_training(cfg, ["audio"], RUN / "manifests" / "speech.csv", out, RUN / "cache" / "speech", "cpu")
+    return a.out, cfg
+
+
+def dev_subset(out: Path, name: str, folders: tuple[str, ...]) -> Path:
+    """``out/name``: the rows of the dev manifest whose files lie in one of ``folders`` (e.g. ``("audio",)``)."""
     with DEV_CSV.open() as f:
-        rows = [r for r in csv.DictReader(f) if "/audio/" in r["path"]]
-    with (out / "dev_audio.csv").open("w", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if any(f"/{d}/" in r["path"] for d in folders)]
+    path = out / name
+    with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    out, cfg = variant_config(argv, "audio")
+    cfg.audio.wav2vec.enabled = False
+    if not (out / "audio" / "config.json").exists():
+        run_training(cfg, ["audio"], RUN / "manifests" / "speech.csv", out, RUN / "cache" / "speech", "cpu")
+    dev = dev_subset(out, "dev_audio.csv", ("audio",))
     swap_branch(RUN / "detector", out / "audio", out / "detector")
-    evaluate_main(
-        ["--checkpoint", str(out / "detector"), "--manifest", str(out / "dev_audio.csv"), "--out", str(out / "dev")]
-    )
+    evaluate_main(["--checkpoint", str(out / "detector"), "--manifest", str(dev), "--out", str(out / "dev")])
 
 
 if __name__ == "__main__":

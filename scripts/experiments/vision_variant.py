@@ -14,57 +14,21 @@ KEY=VALUE... [--seed S] (KEY a ``vision`` key, or SECTION.KEY such as ``train.so
 
 from __future__ import annotations
 
-import argparse
-import copy
-import csv
-import os
-from pathlib import Path
-
-import torch
-
 # This folder is not a package: the sibling scripts are found through sys.path (PYTHONPATH=scripts/experiments).
-from audio_variant import _value, swap_branch
+from audio_variant import RUN, dev_subset, swap_branch, variant_config
 from quality_shift import main as quality_shift
 
 from multimodal_df.evaluate import main as evaluate_main
-from multimodal_df.training.recipe import recipe_config
 from multimodal_df.training.run import run_training
-
-RUN = Path(os.environ.get("MDF_RUN", "runs/shipped"))
-DEV_CSV = Path(os.environ.get("MDF_DEV_CSV", "dev.csv"))
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("out", type=Path)
-    p.add_argument("changes", nargs="*", help="KEY=VALUE: a vision key, or SECTION.KEY")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=None, help="training seed (draws, initialisation); default the preset's")
-    a = p.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    cfg = copy.deepcopy(recipe_config("shipped", [], False, RUN))
-    if a.seed is not None:
-        cfg.train.seed = a.seed
-    for change in a.changes:
-        key, _, text = change.partition("=")
-        section, _, name = key.rpartition(".")
-        target = getattr(cfg, section) if section else cfg.vision
-        if not hasattr(target, name):
-            raise SystemExit(f"config has no key {key!r}")
-        setattr(target, name, _value(text))
-    out: Path = a.out
+    out, cfg = variant_config(argv, "vision")
     if not (out / "vision" / "config.json").exists():
         run_training(cfg, ["vision"], RUN / "manifests" / "faces.csv", out, RUN / "cache" / "faces", "cpu")
-    with DEV_CSV.open() as f:
-        rows = [r for r in csv.DictReader(f) if "/image/" in r["path"] or "/video/" in r["path"]]
-    with (out / "dev_faces.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    dev = dev_subset(out, "dev_faces.csv", ("image", "video"))
     swap_branch(RUN / "detector", out / "vision", out / "detector", "vision")
-    evaluate_main(
-        ["--checkpoint", str(out / "detector"), "--manifest", str(out / "dev_faces.csv"), "--out", str(out / "dev")]
-    )
+    evaluate_main(["--checkpoint", str(out / "detector"), "--manifest", str(dev), "--out", str(out / "dev")])
     quality_shift([str(out / "detector")])
 
 
