@@ -213,11 +213,11 @@ class TrainConfig:
     """Audio: chance that a training window (real or fake alike) goes through a random recording channel
     (codec, telephone band, reverberation, noise, resampling, EQ), so that conditions are never the tell."""
     rawboost_prob: float = 0.0
+    """Audio: chance that a training window (real or fake alike) first gets a RawBoost distortion (non-linear
+    convolutive noise, impulsive noise or coloured noise: ``multimodal_df.training.augment.rawboost``)."""
     soft_real_prob: float = 0.0
     """Vision: chance that a real training crop is first softened by a 1.2-2x down/up-scale (label still real), so that
     softness, which the face decoders' fakes have more of than their sources, does not point to fake."""
-    """Audio: chance that a training window (real or fake alike) first gets a RawBoost distortion (non-linear
-    convolutive noise, impulsive noise or coloured noise: ``multimodal_df.training.augment.rawboost``)."""
     face_decoders: list[str] = field(default_factory=list)
     """Vision pseudo-fakes: face decoders (``tconv``, ``nearest``, ``bilinear``, ``pixelshuffle``) trained on the
     real faces first (``train.generators_dir``); real crops passed through them stand for generated faces."""

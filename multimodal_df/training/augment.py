@@ -11,11 +11,8 @@ def degrade(crop: np.ndarray, rng: np.random.Generator, p_jpeg: float = 0.4, p_r
     """Everyday quality loss on a uint8 RGB crop: JPEG at quality 30-95 and/or a 1.2-2.5x down/up-scale."""
     import cv2
 
-    s = crop.shape[0]
     if rng.random() < p_rescale:
-        f = rng.uniform(1.2, 2.5)
-        small = cv2.resize(crop, (max(4, int(s / f)), max(4, int(s / f))), interpolation=cv2.INTER_AREA)
-        crop = cv2.resize(small, (s, s), interpolation=cv2.INTER_LINEAR)
+        crop = soften(crop, rng, (1.2, 2.5))
     if rng.random() < p_jpeg:
         ok, buf = cv2.imencode(
             ".jpg", np.ascontiguousarray(crop[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 96))]
@@ -85,6 +82,8 @@ def rawboost(x: np.ndarray, sample_rate: int, rng: np.random.Generator, kind: st
     peak-normalised to the input's peak."""
     from scipy import signal
 
+    if kind is not None and kind not in RAWBOOST_KINDS:
+        raise ValueError(f"unknown RawBoost kind {kind!r}; choose from {RAWBOOST_KINDS}")
     x = np.asarray(x, dtype=np.float64)
     peak = float(np.abs(x).max())
     if peak < 1e-6:
@@ -112,6 +111,4 @@ def rawboost(x: np.ndarray, sample_rate: int, rng: np.random.Generator, kind: st
         noise *= rms(y) / max(rms(noise), 1e-12) * 10 ** (-snr_db / 20)
         y = y + noise
         y = y / max(float(np.abs(y).max()), 1e-9)
-    if kind not in RAWBOOST_KINDS:
-        raise ValueError(f"unknown RawBoost kind {kind!r}; choose from {RAWBOOST_KINDS}")
     return (y * peak).astype(np.float32)

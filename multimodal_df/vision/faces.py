@@ -135,6 +135,11 @@ def _onnx_mtcnn(
     return OnnxMTCNN(directory, min_face_size, thresholds, providers=providers, threads=threads or default_threads())
 
 
+def _spread(n: int, k: int) -> np.ndarray:
+    """Indices of ``k`` frames spread evenly over ``n``, first and last included (fewer when ``n < k``)."""
+    return np.unique(np.linspace(0, n - 1, k).round().astype(int))
+
+
 def _resize(img: np.ndarray, scale: float) -> np.ndarray:
     import cv2
 
@@ -259,7 +264,7 @@ class FaceDetector:
         cfg = self.cfg
         if cfg.size_probe_frames <= 0 or n < 2 * cfg.size_probe_frames:
             return self._scaled(frames, scale, cfg.min_face_size)
-        probe = np.unique(np.linspace(0, n - 1, cfg.size_probe_frames).round().astype(int))
+        probe = _spread(n, cfg.size_probe_frames)
         dets: list[Detections] = [Detections.empty() for _ in range(n)]
         for i, d in zip(probe, self._scaled([frames[i] for i in probe], scale, cfg.min_face_size)):
             dets[i] = d
@@ -286,7 +291,7 @@ class FaceDetector:
         h, w = frames.shape[1:3]
         boxes = [b for d in dets for b in d.boxes]
         if not boxes:
-            probe = np.unique(np.linspace(0, len(frames) - 1, self.cfg.small_face_probe_frames).round().astype(int))
+            probe = _spread(len(frames), self.cfg.small_face_probe_frames)
             scale = min(1.0, self.cfg.small_face_max_side / max(h, w))
             for i, d in zip(probe, self._scaled([frames[i] for i in probe], scale, self.cfg.small_face_min_size)):
                 dets[i] = d

@@ -269,8 +269,8 @@ class Faces:
 class OnnxMTCNN:
     """The MTCNN cascade on three ONNX Runtime sessions (the graphs :func:`export_mtcnn` writes in ``directory``).
 
-    ``min_face_size`` pixels (any positive number); ``thresholds`` the P-, R- and O-Net face probabilities a box must pass; ``providers``
-    ONNX Runtime execution providers; ``threads`` intra-op threads per session.
+    ``min_face_size`` pixels (any positive number); ``thresholds`` the P-, R- and O-Net face probabilities a box must
+    pass; ``providers`` ONNX Runtime execution providers; ``threads`` intra-op threads per session.
     """
 
     def __init__(
