@@ -7,7 +7,8 @@ puts it in place of that run's audio branch in a copy of its detector (the fusio
 audio files is the branch's own), and runs ``evaluate`` on a manifest of the dev audio files.
 
 Run: MDF_RUN=RUN MDF_DEV_CSV=dev.csv python scripts/experiments/audio_variant.py OUT KEY=VALUE... [--seed S]
-(KEY an ``audio`` key, or SECTION.KEY such as ``train.audio_generators``; RUN from ``python -m multimodal_df.recipe --data ../shared/data --out RUN``; the dev manifest from
+(KEY an ``audio`` key, or SECTION.KEY such as ``train.audio_generators``; RUN from ``python -m multimodal_df.recipe
+--data ../shared/data --out RUN``; the dev manifest from
 ``python -m multimodal_df.datasets prefixed ../shared/data/dev --out dev.csv``.) Values are parsed as JSON when they
 can be (numbers, lists), else kept as strings.
 """
@@ -49,10 +50,11 @@ def _value(text: str) -> object:
         return text
 
 
-def variant_config(argv: list[str] | None, branch: str):
+def variant_config(argv: list[str] | None, branch: str, description: str = __doc__ or ""):
     """Parse ``OUT KEY=VALUE... [--seed S] [--threads N]``: the output folder and the recipe's config of RUN with the
-    changes (a bare KEY is a key of the ``branch`` section; SECTION.KEY reaches another section)."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    changes (a bare KEY is a key of the ``branch`` section; SECTION.KEY reaches another section). ``description``: the
+    calling script's docstring, for ``--help``."""
+    p = argparse.ArgumentParser(description=description.splitlines()[0])
     p.add_argument("out", type=Path)
     p.add_argument("changes", nargs="*", help=f"KEY=VALUE: a {branch} key, or SECTION.KEY")
     p.add_argument("--threads", type=int, default=2)

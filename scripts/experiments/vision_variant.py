@@ -23,7 +23,7 @@ from multimodal_df.training.run import run_training
 
 
 def main(argv: list[str] | None = None) -> None:
-    out, cfg = variant_config(argv, "vision")
+    out, cfg = variant_config(argv, "vision", __doc__ or "")
     if not (out / "vision" / "config.json").exists():
         run_training(cfg, ["vision"], RUN / "manifests" / "faces.csv", out, RUN / "cache" / "faces", "cpu")
     dev = dev_subset(out, "dev_faces.csv", ("image", "video"))
