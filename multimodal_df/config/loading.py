@@ -180,6 +180,8 @@ def _check(cfg: Config) -> None:
     for name in ("channel_prob", "rawboost_prob", "soft_real_prob", "decoder_share"):
         if not 0.0 <= getattr(t, name) <= 1.0:
             raise ConfigError(f"train.{name} must be in [0, 1]")
+    if t.real_channel_prob is not None and not 0.0 <= t.real_channel_prob <= 1.0:
+        raise ConfigError("train.real_channel_prob must be in [0, 1] (or null: the same as train.channel_prob)")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -212,6 +212,10 @@ class TrainConfig:
     channel_prob: float = 0.0
     """Audio: chance that a training window (real or fake alike) goes through a random recording channel
     (codec, telephone band, reverberation, noise, resampling, EQ), so that conditions are never the tell."""
+    real_channel_prob: float | None = None
+    """Audio: the channel chance for real windows alone (None: ``channel_prob``). Above ``channel_prob``, codec and
+    channel loss is seen on real speech more often than on fakes, so that it cannot point to fake (as
+    ``soft_real_prob`` does for faces)."""
     rawboost_prob: float = 0.0
     """Audio: chance that a training window (real or fake alike) first gets a RawBoost distortion (non-linear
     convolutive noise, impulsive noise or coloured noise: ``multimodal_df.training.augment.rawboost``)."""

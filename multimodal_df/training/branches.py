@@ -313,6 +313,7 @@ def train_audio(
             sr,
             tc.channel_prob,
             tc.rawboost_prob,
+            tc.real_channel_prob,
         )
         print(
             f"audio: pseudo-fakes {used} made in {time.time() - t0:.0f} s; held out: {tc.audio_holdout}",

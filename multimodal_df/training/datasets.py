@@ -121,7 +121,8 @@ class SpeechPseudoFakes(torch.utils.data.Dataset):
     ``banks``, fakes made once per real utterance. Both classes get the same augmentation (gain,
     band-limiting, light noise; with ``channel_prob`` a random recording channel: codec, telephone band,
     reverberation, noise, resampling; with ``rawboost_prob`` a RawBoost device distortion), so recording conditions
-    cannot tell them apart.
+    cannot tell them apart. ``real_channel_prob`` (None: ``channel_prob``) sets the channel chance of real windows
+    alone.
     """
 
     def __init__(
@@ -136,9 +137,11 @@ class SpeechPseudoFakes(torch.utils.data.Dataset):
         sample_rate: int,
         channel_prob: float = 0.0,
         rawboost_prob: float = 0.0,
+        real_channel_prob: float | None = None,
     ) -> None:
         self.reals, self.banks, self.generators = reals, banks, generators
         self.channel_prob, self.rawboost_prob = channel_prob, rawboost_prob
+        self.real_channel_prob = channel_prob if real_channel_prob is None else real_channel_prob
         self.length, self.augment, self.sr = length, augment, sample_rate
         self.rng = np.random.default_rng(seed)
         self.index: list[tuple[int, int, int]] = []
@@ -168,7 +171,8 @@ class SpeechPseudoFakes(torch.utils.data.Dataset):
         if self.augment:
             if self.rawboost_prob > 0 and rng.random() < self.rawboost_prob:
                 x = rawboost(x, self.sr, rng)
-            if self.channel_prob > 0 and rng.random() < self.channel_prob:
+            p_channel = self.real_channel_prob if label == 0 else self.channel_prob
+            if p_channel > 0 and rng.random() < p_channel:
                 x = degrade_channel(x, self.sr, rng)
             x = augment_speech(x, self.sr, rng)
         return torch.from_numpy(np.clip(x, -1, 1).astype(np.float32)), torch.tensor(float(label))

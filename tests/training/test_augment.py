@@ -82,6 +82,39 @@ def test_the_training_set_distorts_real_and_fake_windows_alike(monkeypatch: pyte
     assert not seen
 
 
+def test_real_channel_prob_sets_the_channel_chance_of_real_windows_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from multimodal_df.training import datasets
+
+    through: list[int] = []
+    monkeypatch.setattr(datasets, "degrade_channel", lambda x, sr, rng: (through.append(1), x)[1])
+    reals = [_speechlike(s) for s in range(3)]
+    banks = {"world": [_speechlike(10 + s) for s in range(3)]}
+
+    def channel_share(label: int, **probs: float | None) -> float:
+        ds = datasets.SpeechPseudoFakes(reals, banks, ["world"], SR, 2, True, 0, SR, **probs)  # type: ignore[arg-type]
+        idx = [i for i in range(len(ds)) if ds.index[i][0] == label]
+        through.clear()
+        for _ in range(20):  # windows are redrawn each time: 20 passes give 120 draws per class
+            for i in idx:
+                ds[i]
+        return len(through) / (20 * len(idx))
+
+    assert channel_share(0, channel_prob=0.0, real_channel_prob=1.0) == 1.0
+    assert channel_share(1, channel_prob=0.0, real_channel_prob=1.0) == 0.0
+    # None keeps one chance for both classes.
+    assert 0.3 < channel_share(0, channel_prob=0.5, real_channel_prob=None) < 0.7
+    assert 0.3 < channel_share(1, channel_prob=0.5, real_channel_prob=None) < 0.7
+
+
+def test_real_channel_prob_is_checked() -> None:
+    from multimodal_df.config import load_config
+    from multimodal_df.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="real_channel_prob"):
+        load_config("tiny", {"train.real_channel_prob": 1.5})
+    assert load_config("tiny", {"train.real_channel_prob": 0.8}).train.real_channel_prob == 0.8
+
+
 def test_softening_blurs_a_face_crop_and_keeps_its_size() -> None:
     from multimodal_df.training.augment import soften
 
