@@ -180,6 +180,11 @@ def _check(cfg: Config) -> None:
     for name in ("channel_prob", "rawboost_prob", "soft_real_prob", "decoder_share"):
         if not 0.0 <= getattr(t, name) <= 1.0:
             raise ConfigError(f"train.{name} must be in [0, 1]")
+    prior = cfg.fusion.calibration_prior
+    if prior is not None and not 0.0 < prior < 1.0:
+        raise ConfigError(
+            "fusion.calibration_prior must be strictly between 0 and 1 (or null: the validation set's own)"
+        )
     if t.real_channel_prob is not None and not 0.0 <= t.real_channel_prob <= 1.0:
         raise ConfigError("train.real_channel_prob must be in [0, 1] (or null: the same as train.channel_prob)")
 

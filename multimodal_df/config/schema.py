@@ -176,6 +176,10 @@ class FusionConfig:
     validation clips of people speaking in sync; with ``train.pseudo_fakes`` their audio is also
     shifted and swapped between clips to make out-of-sync fakes."""
     calibration: Literal["temperature", "platt"] = "temperature"
+    calibration_prior: float | None = 0.5
+    """Share of fakes the calibrated P(fake) assumes (branches and fusion alike); None: the validation set's own share.
+    With pseudo-fakes that share is ours to choose (one fake per generator family per real item: 5-8 fakes per real),
+    and a fit to it would report every real item as likely fake; 0.5 states even odds instead."""
     threshold_rule: Literal["youden", "fixed"] = "youden"
     threshold: float = 0.5
 

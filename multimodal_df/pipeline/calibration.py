@@ -35,9 +35,15 @@ class Calibration:
         return np.clip(p, self.p_min, self.p_max)
 
 
-def fit_calibration(logits: np.ndarray, y: np.ndarray, kind: str = "temperature") -> Calibration:
+def fit_calibration(
+    logits: np.ndarray, y: np.ndarray, kind: str = "temperature", prior: float | None = None
+) -> Calibration:
     """Fit temperature (``kind='temperature'``) or Platt (``'platt'``) scaling of ``logits`` [N] to labels ``y`` [N]
-    by minimising the cross-entropy against Platt's smoothed targets; see the module docstring for why."""
+    by minimising the cross-entropy against Platt's smoothed targets; see the module docstring for why.
+
+    ``prior``: the share of fakes the probabilities assume. Items are weighted so that the fakes carry that share of
+    the loss (None: as counted, the validation set's own share), since a validation set made of one pseudo-fake per
+    generator family has as many fakes per real item as there are families, which says nothing of the world."""
     import torch
     from torch import nn
 
@@ -48,6 +54,9 @@ def fit_calibration(logits: np.ndarray, y: np.ndarray, kind: str = "temperature"
     target = np.where(y > 0.5, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
     z = torch.as_tensor(np.asarray(logits, dtype=np.float64))
     yt = torch.as_tensor(target)
+    w = None
+    if prior is not None:
+        w = torch.as_tensor(np.where(y > 0.5, prior * len(y) / n_pos, (1 - prior) * len(y) / n_neg))
     log_a = torch.zeros((), dtype=torch.float64, requires_grad=True)
     b = torch.zeros((), dtype=torch.float64, requires_grad=kind == "platt")
     params = [log_a, b] if kind == "platt" else [log_a]
@@ -55,7 +64,7 @@ def fit_calibration(logits: np.ndarray, y: np.ndarray, kind: str = "temperature"
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = nn.functional.binary_cross_entropy_with_logits(z * log_a.exp() + b, yt)
+        loss = nn.functional.binary_cross_entropy_with_logits(z * log_a.exp() + b, yt, weight=w)
         loss.backward()
         return loss
 

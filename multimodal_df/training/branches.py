@@ -81,9 +81,12 @@ def metrics_by_kind(z: np.ndarray, kind: np.ndarray) -> dict[str, Any]:
     return clean(out)
 
 
-def finish_branch(logits: np.ndarray, y: np.ndarray, fusion_rule: tuple[str, float], calib: str) -> BranchMeta:
-    """Calibration, threshold and validation metrics of a trained branch from its validation logits."""
-    cal = fit_calibration(logits, y, calib)
+def finish_branch(
+    logits: np.ndarray, y: np.ndarray, fusion_rule: tuple[str, float], calib: str, prior: float | None = None
+) -> BranchMeta:
+    """Calibration (at the share of fakes ``prior``), threshold and validation metrics of a trained branch from its
+    validation logits."""
+    cal = fit_calibration(logits, y, calib, prior)
     p = cal(logits)
     thr = choose_threshold(p, y, *fusion_rule)
     return BranchMeta(cal, thr, clean({"val_auc": roc_auc(y, p), "val_n": len(y), "val_loss": bce(logits, y)}))
@@ -244,7 +247,11 @@ def train_vision(
         return out  # under torchrun only rank 0 calibrates and writes the checkpoint
     z = val_logits(model)
     det.vision_meta = finish_branch(
-        z[vsel], y_val[vsel], (cfg.fusion.threshold_rule, cfg.fusion.threshold), cfg.fusion.calibration
+        z[vsel],
+        y_val[vsel],
+        (cfg.fusion.threshold_rule, cfg.fusion.threshold),
+        cfg.fusion.calibration,
+        cfg.fusion.calibration_prior,
     )
     det.vision_meta.metrics.update(best)
     det.vision_meta.metrics.update(metrics_by_kind(z, np.array(val_kind)))
@@ -341,7 +348,11 @@ def train_audio(
     z = val_logits(model)
     # Calibration and threshold from the training generators only: the held-out one stays unseen.
     det.audio_meta = finish_branch(
-        z[select], y_val[select], (cfg.fusion.threshold_rule, cfg.fusion.threshold), cfg.fusion.calibration
+        z[select],
+        y_val[select],
+        (cfg.fusion.threshold_rule, cfg.fusion.threshold),
+        cfg.fusion.calibration,
+        cfg.fusion.calibration_prior,
     )
     det.audio_meta.metrics.update(best)
     det.audio_meta.metrics.update(metrics_by_kind(z, kinds))

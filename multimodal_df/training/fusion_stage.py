@@ -164,7 +164,7 @@ def fit_fusion_detector(
     z, yy, _ = oof[best]
     # noisy_or combines probabilities that are calibrated already; recalibrating would break the rule that
     # the fused score lies between the larger branch score and the sum of both.
-    cal = Calibration() if best == "noisy_or" else fit_calibration(z, yy, fc.calibration)
+    cal = Calibration() if best == "noisy_or" else fit_calibration(z, yy, fc.calibration, fc.calibration_prior)
     thr = choose_threshold(cal(z), yy, fc.threshold_rule, fc.threshold)
     final = train_fusion(best, x, y, y_v=y_v, y_a=y_a, **kw)  # type: ignore[arg-type]
     detector = Detector(

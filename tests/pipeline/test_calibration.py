@@ -19,6 +19,25 @@ def test_temperature_and_platt_calibration_recover_the_truth() -> None:
     assert platt.a == pytest.approx(0.5, rel=0.08) and platt.b == pytest.approx(-1.0, abs=0.1)
 
 
+def test_a_prior_states_probabilities_at_even_odds_whatever_the_validation_share() -> None:
+    """Five fakes per real item (one per generator family): without a prior, Platt learns that share as its intercept
+    and calls an undecided item likely fake; at prior 0.5 the intercept is the evidence alone."""
+    rng = np.random.default_rng(2)
+    n_real, n_fake = 4000, 20000
+    z = np.r_[rng.normal(-1.5, 1.0, n_real), rng.normal(1.5, 1.0, n_fake)]  # equal-variance: true log-odds 3 z
+    y = np.r_[np.zeros(n_real), np.ones(n_fake)]
+    as_counted = fit_calibration(z, y, "platt")
+    even = fit_calibration(z, y, "platt", prior=0.5)
+    assert as_counted.b == pytest.approx(np.log(5), abs=0.15) and even.b == pytest.approx(0.0, abs=0.15)
+    assert even.a == pytest.approx(3.0, rel=0.1) and as_counted.a == pytest.approx(3.0, rel=0.1)
+    assert float(even(0.0)) == pytest.approx(0.5, abs=0.05) and float(as_counted(0.0)) > 0.8
+    from multimodal_df.config import load_config
+    from multimodal_df.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="calibration_prior"):
+        load_config("tiny", {"fusion.calibration_prior": 1.0})
+
+
 def test_threshold_rules() -> None:
     p = np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.9])
     y = np.array([0, 0, 0, 1, 1, 1])
