@@ -177,16 +177,15 @@ def _check(cfg: Config) -> None:
         raise ConfigError(f"train.face_decoders / face_holdout: unknown decoder(s) {bad}; choose from {archs}")
     if t.face_holdout is not None and t.face_holdout in t.face_decoders:
         raise ConfigError("train.face_holdout: the held-out decoder must not also be in train.face_decoders")
-    for name in ("channel_prob", "rawboost_prob", "soft_real_prob", "decoder_share"):
-        if not 0.0 <= getattr(t, name) <= 1.0:
+    for name in ("channel_prob", "real_channel_prob", "rawboost_prob", "soft_real_prob", "decoder_share"):
+        value = getattr(t, name)  # only real_channel_prob may be None (the same as channel_prob)
+        if value is not None and not 0.0 <= value <= 1.0:
             raise ConfigError(f"train.{name} must be in [0, 1]")
     prior = cfg.fusion.calibration_prior
     if prior is not None and not 0.0 < prior < 1.0:
         raise ConfigError(
             "fusion.calibration_prior must be strictly between 0 and 1 (or null: the validation set's own)"
         )
-    if t.real_channel_prob is not None and not 0.0 <= t.real_channel_prob <= 1.0:
-        raise ConfigError("train.real_channel_prob must be in [0, 1] (or null: the same as train.channel_prob)")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..audio.features import window_samples
 from ..audio.model import create_audio_model
-from ..config import Config, to_dict
+from ..config import Config, FusionConfig, to_dict
 from ..errors import ConfigError
 from ..evaluation.metrics import auc_by_kind, clean, roc_auc
 from ..pipeline.calibration import choose_threshold, fit_calibration
@@ -81,14 +81,12 @@ def metrics_by_kind(z: np.ndarray, kind: np.ndarray) -> dict[str, Any]:
     return clean(out)
 
 
-def finish_branch(
-    logits: np.ndarray, y: np.ndarray, fusion_rule: tuple[str, float], calib: str, prior: float | None = None
-) -> BranchMeta:
-    """Calibration (at the share of fakes ``prior``), threshold and validation metrics of a trained branch from its
+def finish_branch(logits: np.ndarray, y: np.ndarray, fc: FusionConfig) -> BranchMeta:
+    """Calibration (kind and share of fakes from ``fc``), threshold and validation metrics of a trained branch from its
     validation logits."""
-    cal = fit_calibration(logits, y, calib, prior)
+    cal = fit_calibration(logits, y, fc.calibration, fc.calibration_prior)
     p = cal(logits)
-    thr = choose_threshold(p, y, *fusion_rule)
+    thr = choose_threshold(p, y, fc.threshold_rule, fc.threshold)
     return BranchMeta(cal, thr, clean({"val_auc": roc_auc(y, p), "val_n": len(y), "val_loss": bce(logits, y)}))
 
 
@@ -246,13 +244,7 @@ def train_vision(
     if not distributed.is_main():
         return out  # under torchrun only rank 0 calibrates and writes the checkpoint
     z = val_logits(model)
-    det.vision_meta = finish_branch(
-        z[vsel],
-        y_val[vsel],
-        (cfg.fusion.threshold_rule, cfg.fusion.threshold),
-        cfg.fusion.calibration,
-        cfg.fusion.calibration_prior,
-    )
+    det.vision_meta = finish_branch(z[vsel], y_val[vsel], cfg.fusion)
     det.vision_meta.metrics.update(best)
     det.vision_meta.metrics.update(metrics_by_kind(z, np.array(val_kind)))
     det.training_data = {
@@ -347,13 +339,7 @@ def train_audio(
         return out  # under torchrun only rank 0 calibrates and writes the checkpoint
     z = val_logits(model)
     # Calibration and threshold from the training generators only: the held-out one stays unseen.
-    det.audio_meta = finish_branch(
-        z[select],
-        y_val[select],
-        (cfg.fusion.threshold_rule, cfg.fusion.threshold),
-        cfg.fusion.calibration,
-        cfg.fusion.calibration_prior,
-    )
+    det.audio_meta = finish_branch(z[select], y_val[select], cfg.fusion)
     det.audio_meta.metrics.update(best)
     det.audio_meta.metrics.update(metrics_by_kind(z, kinds))
     det.training_data = {"manifest": summarize(rows), "stage": "audio", "train_windows": len(ds), **info}
