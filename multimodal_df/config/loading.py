@@ -177,7 +177,14 @@ def _check(cfg: Config) -> None:
         raise ConfigError(f"train.face_decoders / face_holdout: unknown decoder(s) {bad}; choose from {archs}")
     if t.face_holdout is not None and t.face_holdout in t.face_decoders:
         raise ConfigError("train.face_holdout: the held-out decoder must not also be in train.face_decoders")
-    for name in ("channel_prob", "real_channel_prob", "rawboost_prob", "soft_real_prob", "decoder_share"):
+    for name in (
+        "channel_prob",
+        "real_channel_prob",
+        "rawboost_prob",
+        "soft_real_prob",
+        "decoder_share",
+        "decoder_spectrum_prob",
+    ):
         value = getattr(t, name)  # only real_channel_prob may be None (the same as channel_prob)
         if value is not None and not 0.0 <= value <= 1.0:
             raise ConfigError(f"train.{name} must be in [0, 1]")

@@ -233,6 +233,10 @@ class TrainConfig:
     """A decoder kept out of training and model selection (made, validated and reported only)."""
     decoder_share: float = 0.5
     """Share of real training crops that also appear as a decoder reconstruction (label fake)."""
+    decoder_spectrum_prob: float = 0.0
+    """Vision: chance that a training decoder reconstruction gets its source crop's radial power spectrum
+    (``pseudofakes.decoders.match_spectrum``) before blending: the small decoders are smoother than the faces they
+    rebuild, and "less fine detail" is a cue that also fires on soft real video. Validation fakes stay as made."""
     generators_dir: str | None = None
     """Folder with the trained vocoders and face decoders (``vocoder_<arch>/``, ``decoder_<arch>/``)."""
     max_crops_per_video: int = 32

@@ -55,11 +55,13 @@ def face_decoders(cfg: Config, held_out: bool = True) -> dict[str, Any]:
     return {n: FaceDecoder.load(root / f"decoder_{n}") for n in names}
 
 
-def decoder_fakes(decoder: Any, crops: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Generated-face pseudo-fakes of uint8 crops [N, S, S, 3] (same shape) by one face decoder."""
+def decoder_fakes(decoder: Any, crops: np.ndarray, rng: np.random.Generator, spectrum_prob: float = 0.0) -> np.ndarray:
+    """Generated-face pseudo-fakes of uint8 crops [N, S, S, 3] (same shape) by one face decoder; with probability
+    ``spectrum_prob`` a reconstruction first gets its source's radial power spectrum (``train.decoder_spectrum_prob``)."""
     from .pseudofakes.decoders import ReconstructionMix, decoder_pseudofakes
 
-    return decoder_pseudofakes(decoder, np.asarray(crops), rng, ReconstructionMix(**DECODER_MIX))
+    mix = ReconstructionMix(**{**DECODER_MIX, "spectrum_prob": spectrum_prob})
+    return decoder_pseudofakes(decoder, np.asarray(crops), rng, mix)
 
 
 BANK_SECONDS = 4.0
@@ -207,7 +209,8 @@ def train_vision(
             chosen = [i for i in picked if drng.random() < cfg.train.decoder_share]
             if chosen:
                 dec = decoders[k % len(decoders)]
-                for img in decoder_fakes(dec, np.stack([np.asarray(c.crops[i]) for i in chosen]), drng):
+                made = np.stack([np.asarray(c.crops[i]) for i in chosen])
+                for img in decoder_fakes(dec, made, drng, cfg.train.decoder_spectrum_prob):
                     items.append((img, 1, None, k))
                 n_decoded += len(chosen)
     val_sets, val_kind = vision_validation_sets(cfg, valid, pseudo)

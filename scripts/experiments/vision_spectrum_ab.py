@@ -79,11 +79,9 @@ def make(split, per_clip, train_decs):
                 a = b = cross_blend(crop, lm, d, dl, rng).image
         else:
             state = rng.bit_generator.state
-            br.DECODER_MIX["spectrum_prob"] = 0.0
-            a = br.decoder_fakes(decs[k[8:]], crop[None], rng)[0]
+            a = br.decoder_fakes(decs[k[8:]], crop[None], rng, spectrum_prob=0.0)[0]
             rng.bit_generator.state = state
-            br.DECODER_MIX["spectrum_prob"] = 1.0
-            b = br.decoder_fakes(decs[k[8:]], crop[None], rng)[0]
+            b = br.decoder_fakes(decs[k[8:]], crop[None], rng, spectrum_prob=1.0)[0]
         XA.append(a)
         XB.append(b)
         y.append(1)
