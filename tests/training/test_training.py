@@ -81,7 +81,11 @@ def test_report_contents(test_report: dict) -> None:
     # 0.89 in one full run (which tests build it first changes its training a little), so assert a clear margin.
     cats = test_report["categories"]
     assert cats["FVRA"]["vision_auc"] > 0.8 and cats["RVFA"]["audio_auc"] > 0.8
-    assert cats["RVFA"]["vision_auc"] < 0.8  # the vision branch cannot see a cloned voice
+    # The branch that cannot see the fake track ranks six real-looking items against six reals by chance: its AUC
+    # spreads with sd of about 0.17 around 0.5 (0.83 was seen on one machine), so no fixed bound holds on every CPU.
+    # What holds: it separates that category less well than the branch whose track was faked.
+    assert cats["RVFA"]["vision_auc"] < cats["RVFA"]["audio_auc"], cats["RVFA"]
+    assert cats["FVRA"]["audio_auc"] < cats["FVRA"]["vision_auc"], cats["FVRA"]
 
 
 def test_branch_checkpoints_and_logs(trained: Path) -> None:
