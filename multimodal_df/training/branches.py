@@ -209,8 +209,8 @@ def train_vision(
             chosen = [i for i in picked if drng.random() < cfg.train.decoder_share]
             if chosen:
                 dec = decoders[k % len(decoders)]
-                made = np.stack([np.asarray(c.crops[i]) for i in chosen])
-                for img in decoder_fakes(dec, made, drng, cfg.train.decoder_spectrum_prob):
+                sources = np.stack([np.asarray(c.crops[i]) for i in chosen])
+                for img in decoder_fakes(dec, sources, drng, cfg.train.decoder_spectrum_prob):
                     items.append((img, 1, None, k))
                 n_decoded += len(chosen)
     val_sets, val_kind = vision_validation_sets(cfg, valid, pseudo)
