@@ -77,7 +77,8 @@ def main() -> None:
                 threads=a.threads,
                 sample_rate=cfg.decode.sample_rate,
                 steps=int(base.steps * a.scale),
-                max_seconds=VOCODER_SECONDS * a.scale,
+                # Twice the scaled cap: the steps, not a busy machine, should end training.
+                max_seconds=2 * VOCODER_SECONDS * a.scale,
             ),
             train,
         )
