@@ -181,6 +181,7 @@ def _check(cfg: Config) -> None:
         "channel_prob",
         "real_channel_prob",
         "rawboost_prob",
+        "audio_partial_prob",
         "soft_real_prob",
         "decoder_share",
         "decoder_spectrum_prob",

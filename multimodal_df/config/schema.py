@@ -220,6 +220,10 @@ class TrainConfig:
     """Audio: the channel chance for real windows alone (None: ``channel_prob``). Above ``channel_prob``, codec and
     channel loss is seen on real speech more often than on fakes, so that it cannot point to fake (as
     ``soft_real_prob`` does for faces)."""
+    audio_partial_prob: float = 0.0
+    """Audio: chance that a fake window from a copy-synthesis generator (Griffin-Lim, WORLD, the vocoders) is only
+    partly fake: one stretch or the band above a random cut-off resynthesised, the rest its real source
+    (``multimodal_df.training.pseudofakes.speech.partial_fake``)."""
     rawboost_prob: float = 0.0
     """Audio: chance that a training window (real or fake alike) first gets a RawBoost distortion (non-linear
     convolutive noise, impulsive noise or coloured noise: ``multimodal_df.training.augment.rawboost``)."""

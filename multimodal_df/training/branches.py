@@ -316,6 +316,8 @@ def train_audio(
             tc.channel_prob,
             tc.rawboost_prob,
             tc.real_channel_prob,
+            tc.audio_partial_prob,
+            sources,
         )
         print(
             f"audio: pseudo-fakes {used} made in {time.time() - t0:.0f} s; held out: {tc.audio_holdout}",

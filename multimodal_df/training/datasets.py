@@ -9,7 +9,7 @@ from ..audio.features import window_starts
 from .augment import augment_speech, degrade, rawboost, soften
 from .pseudofakes.channel import degrade_channel
 from .pseudofakes.faces import cross_blend, self_blend
-from .pseudofakes.speech import griffin_lim_resynth, rms, window
+from .pseudofakes.speech import griffin_lim_resynth, is_copy_synthesis, partial_fake, rms, window
 
 
 class CropDataset(torch.utils.data.Dataset):
@@ -122,7 +122,9 @@ class SpeechPseudoFakes(torch.utils.data.Dataset):
     band-limiting, light noise; with ``channel_prob`` a random recording channel: codec, telephone band,
     reverberation, noise, resampling; with ``rawboost_prob`` a RawBoost device distortion), so recording conditions
     cannot tell them apart. ``real_channel_prob`` (None: ``channel_prob``) sets the channel chance of real windows
-    alone.
+    alone. With ``partial_prob`` a fake from a copy-synthesis generator is spliced into its own real source
+    (``sources[k]`` is the real audio ``banks[g][k]`` was made from): only a stretch or a band of it is resynthesised
+    (:func:`~.pseudofakes.speech.partial_fake`).
     """
 
     def __init__(
@@ -138,8 +140,13 @@ class SpeechPseudoFakes(torch.utils.data.Dataset):
         channel_prob: float = 0.0,
         rawboost_prob: float = 0.0,
         real_channel_prob: float | None = None,
+        partial_prob: float = 0.0,
+        sources: list[np.ndarray] | None = None,
     ) -> None:
+        if partial_prob > 0 and sources is None:
+            raise ValueError("partial_prob needs the real sources the banks were made from")
         self.reals, self.banks, self.generators = reals, banks, generators
+        self.partial_prob, self.sources = partial_prob, sources
         self.channel_prob, self.rawboost_prob = channel_prob, rawboost_prob
         self.real_channel_prob = channel_prob if real_channel_prob is None else real_channel_prob
         self.length, self.augment, self.sr = length, augment, sample_rate
@@ -154,6 +161,19 @@ class SpeechPseudoFakes(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def _partial(self, g: str, rng: np.random.Generator) -> np.ndarray:
+        """A window of real source speech with part of it replaced by ``g``'s resynthesis of the same samples."""
+        assert self.sources is not None
+        k = int(rng.integers(len(self.sources)))
+        src = self.sources[k]
+        start = int(rng.integers(0, max(1, len(src) - self.length + 1)))
+        real = window(src, self.length, start, rng)
+        if g == "griffin_lim":
+            fake = griffin_lim_resynth(real, self.sr, rng)
+        else:
+            fake = window(self.banks[g][k], self.length, start, rng)
+        return partial_fake(real, fake, self.sr, rng)
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         label, u, start = self.index[i]
         rng = self.rng
@@ -161,7 +181,9 @@ class SpeechPseudoFakes(torch.utils.data.Dataset):
             x = window(self.reals[u], self.length, None if self.augment else start, rng)
         else:
             g = self.generators[int(rng.integers(len(self.generators)))]
-            if g == "griffin_lim":
+            if self.sources is not None and is_copy_synthesis(g) and rng.random() < self.partial_prob:
+                x = self._partial(g, rng)
+            elif g == "griffin_lim":
                 src = window(self.reals[int(rng.integers(len(self.reals)))], self.length, None, rng)
                 x = griffin_lim_resynth(src, self.sr, rng)
                 x *= rms(src) / rms(x)

@@ -153,3 +153,72 @@ def test_only_real_crops_are_softened_and_off_means_untouched(monkeypatch: pytes
     for i in (0, 1, 0, 1):
         off[i]
     assert not softened
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_time_partial_fake_is_its_source_outside_one_stretch(seed: int) -> None:
+    from multimodal_df.training.pseudofakes.speech import partial_fake
+
+    real, fake = _speechlike(seed), _speechlike(100 + seed)
+    y = partial_fake(real, fake, SR, np.random.default_rng(seed), "time")
+    assert y.shape == real.shape and y.dtype == np.float32
+    changed = np.flatnonzero(np.abs(y - real) > 1e-6)
+    stretch = changed[-1] - changed[0] + 1
+    assert 0.15 * len(real) < stretch < 0.65 * len(real)
+    # Inside the stretch (past its joins) the samples are the fake's, brought to the real speech's level.
+    middle = slice(changed[0] + stretch // 3, changed[-1] - stretch // 3)
+    level = np.sqrt(np.mean(real.astype(np.float64) ** 2) / np.mean(fake.astype(np.float64) ** 2))
+    assert np.allclose(y[middle], fake[middle] * level, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_band_partial_fake_changes_nothing_below_its_cut_off(seed: int) -> None:
+    from multimodal_df.training.pseudofakes.speech import partial_fake
+
+    real, fake = _speechlike(seed), _speechlike(100 + seed)
+    y = partial_fake(real, fake, SR, np.random.default_rng(seed), "band")
+    freqs = np.fft.rfftfreq(len(real), 1 / SR)
+    change = np.abs(np.fft.rfft(y - real)) ** 2
+    level = np.sqrt(np.mean(real.astype(np.float64) ** 2) / np.mean(fake.astype(np.float64) ** 2))
+    diff = np.abs(np.fft.rfft(fake * level - real)) ** 2
+    # No cut-off is drawn below 1.5 kHz (less 200 Hz for the cross-over): what lies under it is the real speech.
+    assert change[freqs < 1250].sum() < 1e-9 * change.sum()
+    # Above 6.2 kHz every cut-off has handed over to the fake: all of that band's difference is there.
+    top = freqs > 6300
+    assert change[top].sum() == pytest.approx(diff[top].sum(), rel=1e-3)
+
+
+def test_partial_fakes_are_drawn_only_from_copy_synthesis(monkeypatch: pytest.MonkeyPatch) -> None:
+    from multimodal_df.training import datasets
+
+    calls: list[int] = []
+    real_partial = datasets.partial_fake
+    monkeypatch.setattr(datasets, "partial_fake", lambda *a: (calls.append(1), real_partial(*a))[1])
+    sources = [_speechlike(s) for s in range(3)]
+    vocoded = {"world": [_speechlike(10 + s) for s in range(3)], "espeak": [_speechlike(20 + s) for s in range(3)]}
+
+    def partial_share(generator: str, prob: float) -> float:
+        banks = {generator: vocoded[generator]}
+        ds = datasets.SpeechPseudoFakes(
+            sources, banks, [generator], SR, 2, True, 0, SR, partial_prob=prob, sources=sources
+        )
+        fakes = [i for i in range(len(ds)) if ds.index[i][0] == 1]
+        calls.clear()
+        for i in fakes:
+            assert int(ds[i][1]) == 1
+        return len(calls) / len(fakes)
+
+    assert partial_share("world", 1.0) == 1.0
+    assert partial_share("world", 0.0) == 0.0
+    assert partial_share("espeak", 1.0) == 0.0  # a TTS fake speaks other words: nothing to splice it into
+    with pytest.raises(ValueError, match="sources"):
+        datasets.SpeechPseudoFakes(sources, vocoded, ["world"], SR, 2, True, 0, SR, partial_prob=0.5)
+
+
+def test_audio_partial_prob_is_checked() -> None:
+    from multimodal_df.config import load_config
+    from multimodal_df.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="audio_partial_prob"):
+        load_config("tiny", {"train.audio_partial_prob": -0.1})
+    assert load_config("tiny", {"train.audio_partial_prob": 0.5}).train.audio_partial_prob == 0.5
