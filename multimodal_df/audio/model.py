@@ -78,10 +78,15 @@ def standardise_logmel(spec: torch.Tensor, norm: str = "global") -> torch.Tensor
 
 
 class MelCNN(nn.Module):
-    """Log-mel [B, n_mels, frames] -> embedding [B, C]: conv blocks, then mean+max over time and frequency."""
+    """Log-mel [B, n_mels, frames] -> embedding [B, 2C] (``pool="global"``: mean+max over time and frequency) or
+    [B, 2C x bands] (``pool="band"``: over time only, each of the ``n_mels / 2^blocks`` remaining bands kept apart, so
+    the head knows in which band a trace sits, as spoofing countermeasures that flatten their frequency axis do)."""
 
-    def __init__(self, channels: list[int]) -> None:
+    def __init__(self, channels: list[int], pool: str = "global", n_mels: int = 64) -> None:
         super().__init__()
+        if pool not in ("global", "band"):
+            raise ValueError(f"pool must be 'global' or 'band', not {pool!r}")
+        self.pool = pool
         layers: list[nn.Module] = []
         c_in = 1
         for c_out in channels:
@@ -93,10 +98,17 @@ class MelCNN(nn.Module):
             ]
             c_in = c_out
         self.net = nn.Sequential(*layers)
-        self.out_dim = 2 * c_in
+        bands = n_mels
+        for _ in channels:
+            bands //= 2  # each block's 2x2 max-pool floors the band count
+        if pool == "band" and bands < 1:
+            raise ValueError(f"pool='band' needs n_mels >= 2^{len(channels)} (have {n_mels})")
+        self.out_dim = 2 * c_in * (bands if pool == "band" else 1)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         h = self.net(spec.unsqueeze(1))
+        if self.pool == "band":
+            return torch.cat([h.mean(dim=3).flatten(1), h.amax(dim=3).flatten(1)], dim=1)
         return torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
 
 
@@ -212,6 +224,8 @@ class AudioArgs:
     """"mel" or "linear" band spacing of the front end (:class:`LogMel`)."""
     use_mel: bool = True
     mel_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    mel_pool: str = "global"
+    """How the spectrogram CNN pools (:class:`MelCNN`): "global" or "band" (over time only)."""
     embed_dim: int = 128
     dropout: float = 0.2
     wav2vec: dict[str, Any] | None = None
@@ -239,7 +253,7 @@ class AudioModel(nn.Module):
             self.logmel = LogMel(
                 args.sample_rate, args.n_fft, args.hop_length, args.n_mels, args.mel_norm, args.frequency_scale
             )
-            self.mel_cnn = MelCNN(args.mel_channels)
+            self.mel_cnn = MelCNN(args.mel_channels, args.mel_pool, args.n_mels)
             dims += self.mel_cnn.out_dim
         if args.wav2vec is not None:
             self.wav2vec = wav2vec if wav2vec is not None else Wav2VecBranch(args.wav2vec, args.wav2vec_layer)
@@ -297,6 +311,7 @@ def audio_args(cfg: AudioConfig, sample_rate: int = 16000, wav2vec: dict[str, An
         frequency_scale=cfg.frequency_scale,
         use_mel=cfg.use_mel,
         mel_channels=list(cfg.mel_channels),
+        mel_pool=cfg.mel_pool,
         embed_dim=cfg.embed_dim,
         dropout=cfg.dropout,
         wav2vec=wav2vec,

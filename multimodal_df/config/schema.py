@@ -146,6 +146,9 @@ class AudioConfig:
     upper bands, which the mel scale lumps together)."""
     use_mel: bool = True
     mel_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    mel_pool: Literal["global", "band"] = "global"
+    """Pooling of the spectrogram CNN: "global" (mean and max over time and frequency) or "band" (over time only,
+    the coarse frequency rows kept apart, so where in the spectrum a trace sits reaches the head)."""
     wav2vec: Wav2VecConfig = field(default_factory=Wav2VecConfig)
     embed_dim: int = 128
     dropout: float = 0.2

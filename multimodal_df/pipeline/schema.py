@@ -141,6 +141,8 @@ def _check_audio(args: AudioArgs, where: str) -> None:
         raise CheckpointError(f"{where}.mel_norm: {args.mel_norm!r} is not 'global' or 'band'")
     if args.frequency_scale not in ("mel", "linear"):
         raise CheckpointError(f"{where}.frequency_scale: {args.frequency_scale!r} is not 'mel' or 'linear'")
+    if args.mel_pool not in ("global", "band"):
+        raise CheckpointError(f"{where}.mel_pool: {args.mel_pool!r} is not 'global' or 'band'")
     if args.wav2vec is not None:
         _check_wav2vec(args.wav2vec, f"{where}.wav2vec")
         layers = args.wav2vec["num_hidden_layers"]

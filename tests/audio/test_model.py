@@ -165,3 +165,25 @@ def test_a_linear_front_end_is_rebuilt_from_the_model_description() -> None:
     rebuilt = AudioModel(model.config())  # what loading a checkpoint builds before its weights go in
     assert torch.equal(rebuilt.logmel.mel.mel_scale.fb, model.logmel.mel.mel_scale.fb)
     assert not torch.equal(create_audio_model(TINY.audio).logmel.mel.mel_scale.fb, model.logmel.mel.mel_scale.fb)
+
+
+def test_band_pooling_keeps_the_frequency_rows_apart_and_is_rebuilt_from_the_description() -> None:
+    from multimodal_df.pipeline.schema import _check_audio
+
+    cfg = dataclasses.replace(TINY.audio, mel_pool="band")
+    model = create_audio_model(cfg).eval()
+    args = model.config()
+    assert args.mel_pool == "band"
+    bands = args.n_mels // 2 ** len(args.mel_channels)
+    assert model.mel_cnn.out_dim == 2 * args.mel_channels[-1] * bands
+    x = torch.randn(3, model.window_samples, generator=torch.Generator().manual_seed(0)) * 0.1
+    emb, logit = model(x)
+    assert emb.shape == (3, args.embed_dim) and logit.shape == (3,)
+    rebuilt = AudioModel(args)  # what loading a checkpoint builds before its weights go in
+    rebuilt.load_state_dict(model.state_dict())
+    assert torch.allclose(rebuilt.eval()(x)[1], logit)
+    _check_audio(args, "audio.args")
+    with pytest.raises(CheckpointError, match="mel_pool"):
+        _check_audio(dataclasses.replace(args, mel_pool="attention"), "audio.args")
+    with pytest.raises(ValueError, match="n_mels"):
+        create_audio_model(dataclasses.replace(cfg, n_mels=4))
