@@ -98,9 +98,7 @@ class MelCNN(nn.Module):
             ]
             c_in = c_out
         self.net = nn.Sequential(*layers)
-        bands = n_mels
-        for _ in channels:
-            bands //= 2  # each block's 2x2 max-pool floors the band count
+        bands = n_mels // 2 ** len(channels)  # each block's 2x2 max-pool halves the bands (floored)
         if pool == "band" and bands < 1:
             raise ValueError(f"pool='band' needs n_mels >= 2^{len(channels)} (have {n_mels})")
         self.out_dim = 2 * c_in * (bands if pool == "band" else 1)

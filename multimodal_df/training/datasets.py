@@ -181,7 +181,8 @@ class SpeechPseudoFakes(torch.utils.data.Dataset):
             x = window(self.reals[u], self.length, None if self.augment else start, rng)
         else:
             g = self.generators[int(rng.integers(len(self.generators)))]
-            if self.sources is not None and is_copy_synthesis(g) and rng.random() < self.partial_prob:
+            # Tested before drawing, so that with partial fakes off the random stream (and the training) is unchanged.
+            if self.partial_prob > 0 and is_copy_synthesis(g) and rng.random() < self.partial_prob:
                 x = self._partial(g, rng)
             elif g == "griffin_lim":
                 src = window(self.reals[int(rng.integers(len(self.reals)))], self.length, None, rng)

@@ -157,7 +157,7 @@ def test_only_real_crops_are_softened_and_off_means_untouched(monkeypatch: pytes
 
 @pytest.mark.parametrize("seed", range(5))
 def test_a_time_partial_fake_is_its_source_outside_one_stretch(seed: int) -> None:
-    from multimodal_df.training.pseudofakes.speech import partial_fake
+    from multimodal_df.training.pseudofakes.speech import partial_fake, rms
 
     real, fake = _speechlike(seed), _speechlike(100 + seed)
     y = partial_fake(real, fake, SR, np.random.default_rng(seed), "time")
@@ -167,19 +167,19 @@ def test_a_time_partial_fake_is_its_source_outside_one_stretch(seed: int) -> Non
     assert 0.15 * len(real) < stretch < 0.65 * len(real)
     # Inside the stretch (past its joins) the samples are the fake's, brought to the real speech's level.
     middle = slice(changed[0] + stretch // 3, changed[-1] - stretch // 3)
-    level = np.sqrt(np.mean(real.astype(np.float64) ** 2) / np.mean(fake.astype(np.float64) ** 2))
+    level = rms(real) / rms(fake)
     assert np.allclose(y[middle], fake[middle] * level, atol=1e-5)
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_a_band_partial_fake_changes_nothing_below_its_cut_off(seed: int) -> None:
-    from multimodal_df.training.pseudofakes.speech import partial_fake
+    from multimodal_df.training.pseudofakes.speech import partial_fake, rms
 
     real, fake = _speechlike(seed), _speechlike(100 + seed)
     y = partial_fake(real, fake, SR, np.random.default_rng(seed), "band")
     freqs = np.fft.rfftfreq(len(real), 1 / SR)
     change = np.abs(np.fft.rfft(y - real)) ** 2
-    level = np.sqrt(np.mean(real.astype(np.float64) ** 2) / np.mean(fake.astype(np.float64) ** 2))
+    level = rms(real) / rms(fake)
     diff = np.abs(np.fft.rfft(fake * level - real)) ** 2
     # No cut-off is drawn below 1.5 kHz (less 200 Hz for the cross-over): what lies under it is the real speech.
     assert change[freqs < 1250].sum() < 1e-9 * change.sum()

@@ -79,15 +79,15 @@ def partial_fake(
     n = len(real)
     mode = mode or ("time" if rng.random() < 0.5 else "band")
     if mode == "time":
-        span = int(n * rng.uniform(0.2, 0.6))
+        span = max(2, int(n * rng.uniform(0.2, 0.6)))
         start = int(rng.integers(0, max(1, n - span + 1)))
+        end = start + span
         ramp = max(1, min(span // 2, int(sample_rate * rng.uniform(0.01, 0.03))))
-        w = np.zeros(n, np.float32)
-        w[start : start + span] = 1.0
         edge = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, ramp, dtype=np.float32))
-        w[start : start + ramp] = edge[: len(w[start : start + ramp])]
-        end = min(n, start + span)
-        w[end - ramp : end] = edge[::-1][-len(w[end - ramp : end]) :]
+        w = np.zeros(n, np.float32)
+        w[start:end] = 1.0
+        w[start : start + ramp] = edge
+        w[end - ramp : end] = edge[::-1]
         return (1.0 - w) * real + w * fake
     if mode != "band":
         raise ValueError(f"mode must be 'time' or 'band', not {mode!r}")
